@@ -1,0 +1,40 @@
+# Mixlab: `make mixture MIX=mix_v3.yaml` and `make test` set everything up (idempotent) and run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mixlab-installed
+MIX ?= mix_v3.yaml
+SHARED ?= $(abspath ../shared)
+
+# punkt for the C4 sentence rule: the shared copy when present, else nltk's usual search path.
+ifneq ($(wildcard $(SHARED)/nltk_data),)
+export NLTK_DATA ?= $(SHARED)/nltk_data
+endif
+export MIXLAB_SHARED ?= $(SHARED)
+export PYTHONHASHSEED ?= 0
+
+.PHONY: setup mixture test lint bench-setup clean-runs
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+mixture: $(STAMP)
+	$(BIN)/mixlab mixture $(MIX)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Peers for bench/ (tensorflow-datasets, datatrove): installed on demand, never needed by tests.
+bench-setup: $(STAMP)
+	$(BIN)/pip install --quiet -c requirements/lock.txt -e '.[dev,bench]'
+
+clean-runs:
+	rm -rf runs

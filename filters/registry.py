@@ -1,0 +1,57 @@
+"""Names a mixture spec or ``mixlab filter --chain`` may use, and how to build them.
+
+Document-level filters map to ``"module:factory"`` strings imported on first use, so reading the registry
+(for spec validation or ``--help``) stays cheap. Corpus-level stages (URL dedup, line dedup, near-dedup) need
+the whole corpus and live in :mod:`pipelines.stages`; their names are listed here so a spec can be validated
+without importing Beam.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from filters.base import Filter
+
+DOC_FILTERS: dict[str, str] = {
+    # name -> "module:factory"; factory(**params) -> Filter
+}
+
+CORPUS_STAGES: dict[str, str] = {
+    # name -> "module:factory" in pipelines/; factory(**params) -> beam.PTransform
+}
+
+# Named chains: what `--chain c4` (or a spec's `filters: [c4]`) expands to, in order.
+CHAINS: dict[str, list[str]] = {}
+
+
+def known_steps() -> list[str]:
+    """Every name a filter chain may contain."""
+    return sorted({*DOC_FILTERS, *CORPUS_STAGES, *CHAINS})
+
+
+def expand(steps: list[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Replace chain names by their members (params given to a chain name apply to every member)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, params in steps:
+        if name in CHAINS:
+            out.extend(expand([(member, params) for member in CHAINS[name]]))
+        elif name in DOC_FILTERS or name in CORPUS_STAGES:
+            out.append((name, dict(params)))
+        else:
+            raise KeyError(f"unknown filter {name!r}; known: {', '.join(known_steps())}")
+    return out
+
+
+def load_factory(target: str) -> Any:
+    """Import ``"module:attr"`` and return the attribute."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_filter(name: str, params: Mapping[str, Any] | None = None) -> Filter:
+    """Construct the document-level filter ``name`` with its params."""
+    if name not in DOC_FILTERS:
+        raise KeyError(f"{name!r} is not a document-level filter; known: {', '.join(sorted(DOC_FILTERS))}")
+    return load_factory(DOC_FILTERS[name])(**dict(params or {}))
