@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from filters import registry
+from mixtures.mixture_spec import MixtureSpec
 
 DATA_ROOT_ENV = "MIXLAB_DATA_ROOT"
 MIXTURES_DIR = Path(__file__).resolve().parent
@@ -92,6 +93,7 @@ class Spec(_Strict):
     seed: int = 0
     sources: dict[str, SourceSpec] = Field(min_length=1)
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
+    mixture: MixtureSpec | None = None
 
     # Filled in by load_spec, not by the YAML.
     spec_path: str = Field("", exclude=True)
@@ -103,6 +105,14 @@ class Spec(_Strict):
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"source name {name!r} must be letters, digits, '_' or '-'")
         return sources
+
+    @model_validator(mode="after")
+    def _mixture_sources(self) -> Spec:
+        if self.mixture is not None and set(self.mixture.sources) != set(self.sources):
+            mixed, named = set(self.mixture.sources), set(self.sources)
+            raise ValueError(f"mixture.sources must list every source (weight 0 to leave one out); "
+                             f"missing: {sorted(named - mixed)}, not a source: {sorted(mixed - named)}")
+        return self
 
     @property
     def root(self) -> Path:
@@ -130,7 +140,7 @@ class Spec(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of the spec's content and its input files' sizes and mtimes: unchanged means rerun is a no-op."""
-        parts: list[Any] = [self.model_dump(mode="json")]
+        parts: list[Any] = [self.model_dump(mode="json", exclude={"mixture"})]  # mixing never re-cleans
         for source in sorted(self.sources):
             for path in self.resolve_paths(source):
                 p = Path(path)
