@@ -1,0 +1,241 @@
+"""The C4 page rules exactly as the TFDS code that built C4 (``tensorflow_datasets/text/c4_utils.py``).
+
+The code, not the paper: 3 sentences per page and 5 words per line (the paper says 5 and 3), lines are
+deduplicated (not three-sentence spans), ``...`` counts as no end mark. Each rule is a short named
+function; :class:`C4Cleaner` runs them in TFDS order. Reasons and edit keys are named after the TFDS
+Beam counters. See ``docs/c4.md`` for the rule list, the constants and the conformance figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from filters.base import KEEP, Document, Verdict, drop
+
+# A line keeps only if it has at least this many whitespace-separated words (paper: 3; code: 5).
+MIN_WORDS_PER_LINE = 5
+# A page keeps only if its kept lines hold at least this many punkt sentences (paper: 5; code: 3).
+MIN_NUM_SENTENCES = 3
+# A line holding a whitespace token longer than this many characters is dropped.
+MAX_WORD_LENGTH = 1000
+# A kept line must end with one of these ...
+END_MARKS = (".", "?", "!", '"')
+# ... but not with an ellipsis, which counts as no end mark.
+ELLIPSIS = "..."
+# A (lower-cased) line containing one of these is dropped as boilerplate.
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
+# Wikipedia-style citation markers, stripped from every line before the end-mark test.
+CITATION_REGEX = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
+# Pages longer than this many characters are dropped before anything else (TFDS ``is_valid_length``: 1.9e5).
+MAX_PAGE_LENGTH = 190_000
+# English C4 keeps a page only when langdetect's best guess is ``en`` with at least this probability.
+LANGDETECT_MIN_PROBABILITY = 0.99
+# The sentence splitter TFDS loads (NLTK >= 3.8.2 serves it from ``tokenizers/punkt_tab/english/``).
+PUNKT_RESOURCE = "nltk:tokenizers/punkt/english.pickle"
+
+_URL_SCHEME = re.compile(r"https?:\/\/(www\.)?")
+_URL_TRACKING = re.compile(r"\?(utm_|ref|feed).*")
+
+_punkt: Any = None
+_punkt_lock = threading.Lock()
+
+
+def sentence_tokenizer() -> Any:
+    """The English punkt tokenizer, loaded once (``NLTK_DATA`` or NLTK's default paths)."""
+    global _punkt
+    if _punkt is None:
+        with _punkt_lock:
+            if _punkt is None:
+                import nltk
+
+                try:
+                    _punkt = nltk.data.load(PUNKT_RESOURCE)
+                except LookupError as err:
+                    where = os.environ.get("NLTK_DATA") or ", ".join(nltk.data.path)
+                    raise RuntimeError(
+                        f"NLTK punkt data not found (looked in {where}); install it with "
+                        "`python -m nltk.downloader punkt punkt_tab` or set NLTK_DATA to a directory "
+                        "holding tokenizers/punkt_tab/english/") from err
+    return _punkt
+
+
+def count_sentences(text: str, at_most: int | None = None) -> int:
+    """Number of punkt sentences in ``text`` (stops counting at ``at_most`` when given)."""
+    spans = sentence_tokenizer().span_tokenize(text)
+    return sum(1 for _ in (spans if at_most is None else islice(spans, at_most)))
+
+
+def normalize_url(url: str) -> str:
+    """TFDS ``normalize_url``: drop every ``http(s)://(www.)``, a ``?utm_/ref/feed`` query, trailing ``/``."""
+    return _URL_TRACKING.sub("", _URL_SCHEME.sub("", url)).rstrip("/")
+
+
+def url_hash(doc: Document) -> str:
+    """md5 hex of the document's URL (its id when it has none): the order TFDS uses to pick among pages."""
+    return hashlib.md5((doc.url if doc.url else doc.id).encode("utf-8")).hexdigest()
+
+
+def has_too_long_word(line: str, max_word_length: int = MAX_WORD_LENGTH) -> bool:
+    """True when a whitespace token of the line is longer than ``max_word_length``."""
+    return len(line) > max_word_length and any(len(w) > max_word_length for w in line.split())
+
+
+def strip_citations(line: str) -> str:
+    """Remove ``[1]``, ``[]``, ``[edit]`` and ``[citation needed]`` markers."""
+    return CITATION_REGEX.sub("", line) if "[" in line else line
+
+
+def lacks_end_mark(line: str) -> bool:
+    """True when the line does not end in ``. ? ! "`` or ends in ``...``."""
+    return not line.endswith(END_MARKS) or line.endswith(ELLIPSIS)
+
+
+def is_too_short(line: str, min_words: int = MIN_WORDS_PER_LINE) -> bool:
+    """True when the line has fewer than ``min_words`` whitespace-separated words."""
+    return len(line.split()) < min_words
+
+
+def has_lorem_ipsum(line_lower: str) -> bool:
+    """Placeholder text: drops the whole page."""
+    return "lorem ipsum" in line_lower
+
+
+def mentions_javascript(line_lower: str) -> bool:
+    """"Please enable JavaScript" notices: drops the line."""
+    return "javascript" in line_lower
+
+
+def has_curly_bracket(line: str) -> bool:
+    """Probably code: drops the whole page."""
+    return "{" in line
+
+
+def is_policy_line(line_lower: str) -> bool:
+    """Cookie, privacy and terms-of-use boilerplate: drops the line."""
+    return any(p in line_lower for p in POLICY_SUBSTRINGS)
+
+
+def _add(edits: dict[str, int], reason: str, chars: int) -> None:
+    edits[reason] = edits.get(reason, 0) + chars
+
+
+@dataclass(slots=True)
+class C4Cleaner:
+    """TFDS ``clean_page``: line rules in TFDS order, then >= ``min_num_sentences`` punkt sentences."""
+
+    min_words_per_line: int = MIN_WORDS_PER_LINE
+    min_num_sentences: int = MIN_NUM_SENTENCES
+    max_word_length: int = MAX_WORD_LENGTH
+    name: str = field(default="c4_clean", init=False)
+
+    def __call__(self, doc: Document) -> Verdict:
+        kept, page_reason, edits = self.clean_lines(doc.text.splitlines())
+        if page_reason is not None:
+            return Verdict(False, reason=page_reason, edits=edits)
+        if not self.enough_sentences(kept):
+            return Verdict(False, reason="c4.too_few_sentences", edits=edits)
+        text = "\n".join(kept).strip()
+        return Verdict(True, text=None if text == doc.text else text, edits=edits)
+
+    def clean_lines(self, lines: Iterable[str]) -> tuple[list[str], str | None, dict[str, int]]:
+        """Apply the line rules: (kept lines, page drop reason or None, chars removed per line reason)."""
+        kept: list[str] = []
+        edits: dict[str, int] = {}
+        max_word, min_words = self.max_word_length, self.min_words_per_line
+        for raw in lines:
+            line = raw.strip()
+            if has_too_long_word(line, max_word):
+                _add(edits, "c4.too_long_word", len(line))
+                continue
+            stripped = strip_citations(line)
+            if len(stripped) != len(line):
+                _add(edits, "c4.citation", len(line) - len(stripped))
+                line = stripped
+            if lacks_end_mark(line):
+                _add(edits, "c4.no_endmark", len(line))
+                continue
+            if is_too_short(line, min_words):
+                _add(edits, "c4.too_short", len(line))
+                continue
+            lower = line.lower()
+            if has_lorem_ipsum(lower):
+                return kept, "c4.lorem_ipsum", edits
+            if mentions_javascript(lower):
+                _add(edits, "c4.javascript", len(line))
+                continue
+            if has_curly_bracket(line):
+                return kept, "c4.curly_bracket", edits
+            if is_policy_line(lower):
+                _add(edits, "c4.policy", len(line))
+                continue
+            kept.append(line)
+        return kept, None, edits
+
+    def enough_sentences(self, kept: list[str]) -> bool:
+        """TFDS sums punkt sentences per kept line; every kept line holds at least one, so count lazily."""
+        need = self.min_num_sentences
+        if len(kept) >= need:
+            return True
+        total = 0
+        for line in kept:
+            total += count_sentences(line, at_most=need - total)
+            if total >= need:
+                return True
+        return False
+
+
+@dataclass(slots=True)
+class C4Length:
+    """TFDS ``is_valid_length``: drop pages longer than ``max_length`` characters."""
+
+    max_length: int = MAX_PAGE_LENGTH
+    name: str = field(default="c4_length", init=False)
+
+    def __call__(self, doc: Document) -> Verdict:
+        return drop("c4.too_long_page") if len(doc.text) > self.max_length else KEEP
+
+
+_langdetect_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class C4EnglishLangdetect:
+    """TFDS ``detect_english``: langdetect (seed 0) must say ``en`` with p >= ``min_probability``."""
+
+    min_probability: float = LANGDETECT_MIN_PROBABILITY
+    language: str = "en"
+    name: str = field(default="c4_langdetect", init=False)
+
+    def __call__(self, doc: Document) -> Verdict:
+        from langdetect import DetectorFactory, detect_langs
+        from langdetect.lang_detect_exception import LangDetectException
+
+        with _langdetect_lock:
+            DetectorFactory.seed = 0
+            try:
+                predictions = detect_langs(doc.text)
+            except LangDetectException:
+                return drop("c4.langdetect_exception")
+        if not predictions:
+            return drop("c4.no_predictions")
+        best = predictions[0]
+        tags = {"lang": best.lang, "lang_score": float(best.prob)}
+        if best.prob < self.min_probability:
+            return drop("c4.low_confidence", **tags)
+        if best.lang != self.language:
+            return drop("c4.ignored_language", **tags)
+        return Verdict(True, tags=tags)
