@@ -16,14 +16,36 @@ from filters.base import Filter
 
 DOC_FILTERS: dict[str, str] = {
     # name -> "module:factory"; factory(**params) -> Filter
+    "langid": "filters.langid:langid",
+    "length": "filters.length:LengthFilter",
+    "c4_length": "filters.c4:C4Length",
+    "c4_clean": "filters.c4:C4Cleaner",
+    "c4_langdetect": "filters.c4:C4EnglishLangdetect",
+    "c4_badwords": "filters.badwords:BadWordsFilter",
+    "mc4_badwords": "filters.badwords:mc4_badwords",
+    "mc4_paragraph": "filters.mc4:ParagraphFilter",
+    "mc4_langid": "filters.mc4:Cld3LanguageId",
 }
 
 CORPUS_STAGES: dict[str, str] = {
     # name -> "module:factory" in pipelines/; factory(**params) -> beam.PTransform
+    "quality": "pipelines.quality:quality_stage",
+    "c4_url_dedup": "pipelines.c4_stages:c4_url_dedup",
+    "c4_line_dedup": "pipelines.c4_stages:c4_line_dedup",
+    "mc4_line_dedup": "pipelines.c4_stages:mc4_line_dedup",
+    "exact_dedup": "pipelines.dedup:exact_dedup",
+    "minhash_dedup": "pipelines.dedup:minhash_dedup",
 }
 
 # Named chains: what `--chain c4` (or a spec's `filters: [c4]`) expands to, in order.
-CHAINS: dict[str, list[str]] = {}
+CHAINS: dict[str, list[str]] = {
+    # TFDS c4/en order (docs/c4.md)
+    "c4": ["c4_length", "c4_url_dedup", "c4_clean", "c4_line_dedup", "c4_langdetect", "c4_badwords"],
+    # TFDS multilingual (mC4): no line heuristics, line dedup without a sentence minimum, soft bad words
+    "mc4": ["mc4_paragraph", "c4_url_dedup", "mc4_line_dedup", "mc4_langid", "mc4_badwords"],
+    # fastText language ID (English, score >= 0.65, FineWeb's default); `--chain lang,quality`
+    "lang": ["langid"],
+}
 
 
 def known_steps() -> list[str]:

@@ -18,7 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from filters import registry
+from mixtures.dedup_spec import DedupSpec
 from mixtures.mixture_spec import MixtureSpec
+from mixtures.quality_spec import QualityField
 
 DATA_ROOT_ENV = "MIXLAB_DATA_ROOT"
 MIXTURES_DIR = Path(__file__).resolve().parent
@@ -93,7 +95,9 @@ class Spec(_Strict):
     seed: int = 0
     sources: dict[str, SourceSpec] = Field(min_length=1)
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
+    dedup: DedupSpec | None = None  # cross-source dedup stages (mixtures/dedup_spec.py)
     mixture: MixtureSpec | None = None
+    quality: QualityField = None
 
     # Filled in by load_spec, not by the YAML.
     spec_path: str = Field("", exclude=True)

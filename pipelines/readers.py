@@ -89,8 +89,8 @@ def open_binary(path: str | Path) -> IO[bytes]:
     if path.endswith(".zst"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # noqa: SIM115
-    return open(path, "rb")  # noqa: SIM115
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return open(path, "rb")
 
 
 def read_jsonl(path: str, opts: ReaderOptions) -> Iterator[Record]:
@@ -131,7 +131,7 @@ class _VisibleText(HTMLParser):
 
     SKIP = frozenset({"script", "style", "svg", "template", "noscript", "head"})
     BLOCK = frozenset(
-        "p div br li ul ol h1 h2 h3 h4 h5 h6 tr td th table section article header footer nav "
+        "p div br li ul ol h1 h2 h3 h4 h5 h6 tr td th table section article header footer nav "  # noqa: SIM905
         "blockquote pre title form aside main figure figcaption dd dt".split()
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mixtures.spec import Spec
+from pipelines.dedup_report import render_section as render_dedup_section
 from pipelines.run import GLOBAL_STAGE_BASE, RunLayout, global_steps, source_steps
 
 
@@ -115,5 +116,6 @@ def write_stats_and_report(spec: Spec, layout: RunLayout, seconds: float | None 
     stats = build_stats(spec, load_events(layout.events))
     layout.stats.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     funnel_chart(stats, layout.root / "funnel.svg")
-    (layout.root / "report.md").write_text(render_markdown(stats, seconds), encoding="utf-8")
+    dedup = render_dedup_section(layout.dedup_clusters)
+    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup, encoding="utf-8")
     return stats

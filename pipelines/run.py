@@ -19,11 +19,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from filters import registry
 from filters.base import Document
-from mixtures.spec import Spec
+from mixtures.spec import Spec, SpecError
 from pipelines import schema
 from pipelines.readers import Quarantined, ReaderOptions
 from pipelines.stages import (
     EDITS,
+    KEPT,
     QUARANTINE,
     REMOVED,
     FilterChain,
@@ -31,12 +32,14 @@ from pipelines.stages import (
     WriteSortedParquet,
     event_line,
     removed_events,
+    split_tagged,
     sum_pairs,
     write_json_lines,
 )
 
 log = logging.getLogger(__name__)
 
+RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
 GLOBAL_STAGE_BASE = 1000  # stage numbers of cross-source stages start here
 QUARANTINE_SCHEMA = schema.pa.schema(
     [("id", schema.pa.string()), ("source", schema.pa.string()), ("reason", schema.pa.string()),
@@ -67,12 +70,20 @@ class RunLayout:
         return self.root / "_work" / "events.jsonl"
 
     @property
+    def outputs(self) -> Path:
+        return self.root / "_work" / "outputs.txt"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats.json"
 
     @property
     def manifest(self) -> Path:
         return self.root / "clean.json"
+
+    @property
+    def dedup_clusters(self) -> Path:
+        return self.root / "dedup" / "clusters.parquet"
 
 
 def source_steps(spec: Spec, source: str) -> list[tuple[str, dict[str, Any]]]:
@@ -82,7 +93,12 @@ def source_steps(spec: Spec, source: str) -> list[tuple[str, dict[str, Any]]]:
 
 def global_steps(spec: Spec) -> list[tuple[str, dict[str, Any]]]:
     """Cross-source stages run after every source's own chain (dedup plugs in here)."""
-    return []
+    if spec.dedup is None:
+        return []
+    try:
+        return spec.dedup.steps(sorted(spec.sources))
+    except ValueError as err:
+        raise SpecError(f"{spec.spec_path}: {err}") from None
 
 
 def _stage_transform(name: str, params: dict[str, Any], stage: int) -> beam.PTransform:
@@ -122,13 +138,13 @@ def build_pipeline(p: beam.Pipeline, spec: Spec, layout: RunLayout) -> None:
     for name, src in spec.sources.items():
         opts = ReaderOptions(name, src.text_field, src.id_field, src.url_field, src.max_doc_chars,
                              src.hf_split, tuple(src.hf_data_files))
-        read = (
+        records = (
             p
             | f"{name}/Paths" >> beam.Create(spec.resolve_paths(name))
-            | f"{name}/Read" >> beam.ParDo(ReadRecords(opts, src.reader, src.limit)).with_outputs(
-                QUARANTINE, main="docs")
+            | f"{name}/Read" >> beam.ParDo(ReadRecords(opts, src.reader, src.limit))
         )
-        docs = read.docs | f"{name}/Reshuffle" >> beam.Reshuffle()
+        read = split_tagged(records, (KEPT, QUARANTINE), f"{name}/Split")
+        docs = read[KEPT] | f"{name}/Reshuffle" >> beam.Reshuffle()
         events.append(docs | f"{name}/CountInput" >> beam.Map(lambda d: ((d.source, "input"), (1, len(d.text)))))
         quarantined.append(read[QUARANTINE])
         kept.append(_apply_steps(docs, source_steps(spec, name), 0, name, removed, edits))
@@ -139,32 +155,45 @@ def build_pipeline(p: beam.Pipeline, spec: Spec, layout: RunLayout) -> None:
     sources = sorted(spec.sources)
     shards = spec.pipeline.shards_per_source
     events.append(docs | "CountKept" >> beam.Map(lambda d: ((d.source, "kept"), (1, len(d.text)))))
-    (docs | "KeptRows" >> beam.Map(schema.doc_row)
-     | "WriteKept" >> WriteSortedParquet(str(layout.docs), schema.DOC_SCHEMA, sources, shards,
-                                         lambda r: r["source"]))
+    written = [
+        docs | "KeptRows" >> beam.Map(schema.doc_row)
+        | "WriteKept" >> WriteSortedParquet(str(layout.docs), schema.DOC_SCHEMA, sources, shards, _source_of)
+    ]
 
     removed_all = tuple(removed) | "AllRemoved" >> beam.Flatten(pipeline=p)
     events.append(removed_all | "CountRemoved" >> beam.Map(removed_events))
-    (removed_all | "RemovedRows" >> beam.MapTuple(schema.removed_row)
-     | "WriteRemoved" >> WriteSortedParquet(str(layout.removed), schema.REMOVED_SCHEMA, sources, 1,
-                                            lambda r: r["source"]))
+    written.append(removed_all | "RemovedRows" >> beam.MapTuple(schema.removed_row)
+                   | "WriteRemoved" >> WriteSortedParquet(str(layout.removed), schema.REMOVED_SCHEMA, sources, 1,
+                                                          _source_of))
 
     quarantine_all = tuple(quarantined) | "AllQuarantined" >> beam.Flatten(pipeline=p)
     events.append(quarantine_all | "CountQuarantine" >> beam.Map(
         lambda q: ((q.source, f"quarantine\t{q.reason.split(':')[0]}"), (1, 0))))
-    (quarantine_all | "QuarantineRows" >> beam.Map(_quarantine_row)
-     | "WriteQuarantine" >> WriteSortedParquet(str(layout.quarantine), QUARANTINE_SCHEMA, sources, 1,
-                                               lambda r: r["source"]))
+    written.append(quarantine_all | "QuarantineRows" >> beam.Map(_quarantine_row)
+                   | "WriteQuarantine" >> WriteSortedParquet(str(layout.quarantine), QUARANTINE_SCHEMA, sources, 1,
+                                                             _source_of))
 
     edit_events = tuple(edits) | "AllEdits" >> beam.Flatten(pipeline=p) | "EditEvents" >> beam.MapTuple(
         lambda key, chars: ((key[0], f"edit\t{key[1]}"), (0, chars)))
     events.append(edit_events)
-    (tuple(events)
-     | "AllEvents" >> beam.Flatten(pipeline=p)
-     | "SumEvents" >> beam.CombinePerKey(sum_pairs)
-     | "EventLines" >> beam.Map(event_line)
-     | "CollectEvents" >> beam.combiners.ToList()
-     | "WriteEvents" >> beam.Map(lambda lines: write_json_lines(str(layout.events), lines)))
+    written.append(
+        tuple(events)
+        | "AllEvents" >> beam.Flatten(pipeline=p)
+        | "SumEvents" >> beam.CombinePerKey(sum_pairs)
+        | "EventLines" >> beam.Map(event_line)
+        | "CollectEvents" >> beam.combiners.ToList()
+        | "WriteEvents" >> beam.Map(lambda lines: write_json_lines(str(layout.events), lines))
+    )
+    # One final node that depends on every output: runners that evaluate only the last node of the graph
+    # (Beam's DaskRunner does) still compute everything, and the run records which files it wrote.
+    (tuple(written)
+     | "AllWritten" >> beam.Flatten(pipeline=p)
+     | "CollectWritten" >> beam.combiners.ToList()
+     | "WriteOutputList" >> beam.Map(lambda paths: write_json_lines(str(layout.outputs), map(str, paths))))
+
+
+def _source_of(row: dict[str, Any]) -> str:
+    return row["source"]
 
 
 def pipeline_options(spec: Spec, runner: str | None = None, extra: list[str] | None = None) -> PipelineOptions:
@@ -172,17 +201,32 @@ def pipeline_options(spec: Spec, runner: str | None = None, extra: list[str] | N
     pipe = spec.pipeline
     return PipelineOptions(
         flags=[*pipe.options, *(extra or [])],
-        runner=runner or pipe.runner,
+        runner=RUNNER_ALIASES.get(runner or pipe.runner, runner or pipe.runner),
         direct_num_workers=pipe.direct_num_workers,
         direct_running_mode=pipe.direct_running_mode,
     )
 
 
+def preflight(spec: Spec) -> None:
+    """Build every document filter once so bad parameters or missing models fail before any work starts."""
+    for source in spec.sources:
+        for name, params in source_steps(spec, source):
+            if name in registry.DOC_FILTERS:
+                try:
+                    registry.build_filter(name, params)
+                except (ValueError, TypeError, OSError) as err:
+                    raise SpecError(f"{spec.spec_path}: sources.{source}.filters: {name}: {err}") from err
+
+
 def run_clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
               force: bool = False) -> RunLayout:
     """Run the cleaning pipeline into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
+    from pipelines.dedup_report import write_clusters
+    from pipelines.quality_train import prepare_models
     from pipelines.report import write_stats_and_report
 
+    preflight(spec)
+    spec = prepare_models(spec, runner)
     layout = RunLayout(spec.run_dir)
     fingerprint = spec.fingerprint()
     if not force and layout.manifest.exists():
@@ -198,6 +242,7 @@ def run_clean(spec: Spec, runner: str | None = None, extra: list[str] | None = N
     with beam.Pipeline(options=pipeline_options(spec, runner, extra)) as p:
         build_pipeline(p, spec, layout)
     seconds = time.monotonic() - started
+    write_clusters(layout)
     write_stats_and_report(spec, layout, seconds)
     layout.manifest.write_text(json.dumps({"fingerprint": fingerprint, "spec": spec.spec_path}, indent=2) + "\n")
     log.info("clean: done in %.1f s; report at %s", seconds, layout.root / "report.md")

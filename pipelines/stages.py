@@ -30,7 +30,20 @@ log = logging.getLogger(__name__)
 QUARANTINE = "quarantine"
 REMOVED = "removed"
 EDITS = "edits"
+KEPT = "kept"
 Event = tuple[tuple[str, str], tuple[int, int]]
+
+
+def split_tagged(pcoll: beam.PCollection, tags: Sequence[str], label: str) -> dict[str, beam.PCollection]:
+    """Split ``(tag, value)`` pairs into one PCollection per tag.
+
+    Used instead of ``ParDo.with_outputs`` because not every runner routes tagged outputs (DaskRunner sends
+    them all to every output), and a Mixlab pipeline must run unchanged on any runner.
+    """
+    return {
+        tag: pcoll | f"{label}/{tag}" >> beam.FlatMap(lambda item, t=tag: [item[1]] if item[0] == t else [])
+        for tag in tags
+    }
 
 
 def sum_pairs(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -43,7 +56,7 @@ def sum_pairs(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 
 class ReadRecords(beam.DoFn):
-    """Read one path; emit documents, and quarantined records on a tagged output."""
+    """Read one path; emit ``("kept", Document)`` and ``("quarantine", Quarantined)`` pairs."""
 
     def __init__(self, opts: ReaderOptions, reader: str | None, limit: int | None) -> None:
         self.opts, self.reader, self.limit = opts, reader, limit
@@ -54,14 +67,14 @@ class ReadRecords(beam.DoFn):
         for record in read_source(path, self.opts, self.reader):
             if isinstance(record, Quarantined):
                 Metrics.counter(f"mixlab.{self.opts.source}", f"quarantined:{record.reason}").inc()
-                yield beam.pvalue.TaggedOutput(QUARANTINE, record)
+                yield QUARANTINE, record
                 continue
             n += 1
             counter.inc()
             if n % 20_000 == 0:
                 log.info("%s: read %d documents from %s (%.0f docs/s)", self.opts.source, n, path,
                          n / max(time.monotonic() - started, 1e-9))
-            yield record
+            yield KEPT, record
             if self.limit is not None and n >= self.limit:
                 log.info("%s: stopped at limit=%d in %s", self.opts.source, self.limit, path)
                 return
@@ -82,13 +95,13 @@ class ApplyFilters(beam.DoFn):
         outcome = run_chain(doc, self.chain)
         for reason, chars in outcome.edits.items():
             Metrics.counter(f"mixlab.{source}", f"line-filtered:{reason}").inc()
-            yield beam.pvalue.TaggedOutput(EDITS, ((source, reason), chars))
+            yield EDITS, ((source, reason), chars)
         if outcome.doc is None:
             assert outcome.stage is not None and outcome.reason is not None
             Metrics.counter(f"mixlab.{source}", f"filtered:{outcome.reason}").inc()
-            yield beam.pvalue.TaggedOutput(REMOVED, (doc, outcome.reason, self.first_stage + outcome.stage))
+            yield REMOVED, (doc, outcome.reason, self.first_stage + outcome.stage)
         else:
-            yield outcome.doc
+            yield KEPT, outcome.doc
 
 
 class FilterChain(beam.PTransform):
@@ -99,9 +112,8 @@ class FilterChain(beam.PTransform):
         self.steps, self.first_stage = list(steps), first_stage
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        out = docs | beam.ParDo(ApplyFilters(self.steps, self.first_stage)).with_outputs(
-            REMOVED, EDITS, main="kept")
-        return {"kept": out.kept, REMOVED: out[REMOVED], EDITS: out[EDITS]}
+        tagged = docs | "Apply" >> beam.ParDo(ApplyFilters(self.steps, self.first_stage))
+        return split_tagged(tagged, (KEPT, REMOVED, EDITS), "Split")
 
 
 def removed_events(item: tuple[Document, str, int]) -> Event:
@@ -159,10 +171,11 @@ class WriteSortedParquet(beam.PTransform):
         )
 
 
-def write_json_lines(path: str, lines: Iterable[str]) -> None:
-    """Write sorted lines to a file (for small side outputs such as combined events)."""
+def write_json_lines(path: str, lines: Iterable[str]) -> str:
+    """Write sorted lines to a file (small side outputs such as combined events); return the path."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{line}\n" for line in sorted(lines)), encoding="utf-8")
+    return path
 
 
 def event_line(item: Event) -> str:
