@@ -17,6 +17,7 @@ EPILOG = """examples:
   mixlab validate mixtures/mix_v3.yaml         check a spec without running anything
   mixlab filter --chain c4 in.jsonl.gz out/    run one filter chain on a file
   mixlab filters                               list filters and named chains
+  mixlab dedup a.jsonl.gz b.parquet out/       exact + near-dedup across files, with clusters
 """
 
 
@@ -66,6 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runner_flags(p)
     p.set_defaults(func=_handler("pipelines.commands:filter_file"))
 
+    p = sub.add_parser("dedup", help="exact + MinHash near-dedup of JSONL/Parquet files",
+                       description="Deduplicate documents across the input files (each file is a source named "
+                                   "after its stem) with the mixture pipeline's exact and MinHash LSH stages. "
+                                   "Writes OUT_DIR/kept.jsonl.gz, OUT_DIR/removed.jsonl.gz (with dup_cluster_id, "
+                                   "dup_cluster_size, dup_survivor_id) and OUT_DIR/clusters.parquet.")
+    p.add_argument("paths", nargs="+", metavar="IN... OUT_DIR", help="input files, then the output directory")
+    p.add_argument("--threshold", type=float, default=0.72, help="Jaccard threshold (default 0.72)")
+    p.add_argument("--bands", type=int, help="LSH bands (with --rows; default: 14 x 8 at 0.72, else optimal)")
+    p.add_argument("--rows", type=int, help="rows per band")
+    p.add_argument("--ngram", type=int, default=5, help="word n-gram size (default 5)")
+    p.add_argument("--unit", choices=["word", "char", "auto"], default="auto",
+                   help="shingle unit; auto = characters for text without word spaces (default)")
+    p.add_argument("--priority", default="", help="comma-separated sources whose copy survives first")
+    p.add_argument("--normalise", default="", metavar="OPT=BOOL,...",
+                   help="normalisation overrides, e.g. punctuation=true,digits=true,lowercase=false")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact-dedup stage")
+    p.add_argument("--verify", action="store_true",
+                   help="keep only candidate pairs whose estimated Jaccard is >= the threshold")
+    p.add_argument("--per-source", action="store_true", help="compare documents only within their own file")
+    p.add_argument("--components", choices=["auto", "single", "distributed"], default="auto",
+                   help="connected components: union-find, large-star/small-star in Beam, or auto by edge count")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default="id")
+    _add_runner_flags(p)
+    p.set_defaults(func=_handler("pipelines.dedup_cli:dedup_files"))
+
     p = sub.add_parser("filters", help="list the filters and named chains a spec may use")
     p.set_defaults(func=_handler("pipelines.commands:list_filters"))
 
@@ -94,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dest", help="where to write the model (default: $MIXLAB_LID_MODEL or the cache)")
     m.add_argument("--force", action="store_true", help="download again even if the file exists")
     m.set_defaults(func=_handler("pipelines.lid_fetch:fetch_lid_command"))
+
+    from proxy_train.commands import add_parser as add_proxy_parser  # argparse only; torch loads in the handlers
+
+    add_proxy_parser(sub)
     return parser
 
 
@@ -101,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:  # Beam relays every worker's INFO lines; keep Mixlab's own progress readable
+        for noisy in ("apache_beam", "distributed", "matplotlib"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from mixtures.spec import SpecError
 
     try:
