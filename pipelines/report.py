@@ -9,6 +9,7 @@ from typing import Any
 
 from mixtures.spec import Spec
 from pipelines.dedup_report import render_section as render_dedup_section
+from pipelines.quality_report import quality_section
 from pipelines.run import GLOBAL_STAGE_BASE, RunLayout, global_steps, source_steps
 
 
@@ -117,5 +118,6 @@ def write_stats_and_report(spec: Spec, layout: RunLayout, seconds: float | None 
     layout.stats.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     funnel_chart(stats, layout.root / "funnel.svg")
     dedup = render_dedup_section(layout.dedup_clusters)
-    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup, encoding="utf-8")
+    quality = quality_section(layout.root)
+    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup + quality, encoding="utf-8")
     return stats

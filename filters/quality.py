@@ -1,0 +1,112 @@
+"""A fastText quality classifier (DCLM-style: reference text vs raw web) and the rules that keep by its score.
+
+``quality_score`` is the model's probability of ``__label__hq``. Keep rules:
+- ``threshold``: keep when ``score >= threshold`` (reason ``quality.below_threshold``);
+- ``top_percentile``: keep the best ``top_percent`` % of each source (``quality.below_top_percentile``);
+  the per-source cutoff needs the whole corpus, so the rule runs as a corpus stage (pipelines/quality.py);
+- ``pareto``: GPT-3's sampling, keep when ``pareto(alpha) > 1 - score`` (``quality.pareto_rejected``), the
+  Pareto draw derived from a hash of (seed, source, id) so reruns keep the same documents;
+- ``tag``: score only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filters.langid import ModelError, load_fasttext, predict_lines
+
+POSITIVE = "__label__hq"
+NEGATIVE = "__label__lq"
+MODES = ("threshold", "top_percentile", "pareto", "tag")
+_PUNCT = re.compile(r"([.!?,;:()\[\]{}\"'`])")
+
+
+def normalize(text: str, max_chars: int) -> str:
+    """The one line fastText sees: first ``max_chars`` characters, lowercased, punctuation split off."""
+    return " ".join(_PUNCT.sub(r" \1 ", text[:max_chars].lower()).split())
+
+
+class QualityModel:
+    """A trained quality classifier: ``score(texts)`` is P(``__label__hq``) per text."""
+
+    def __init__(self, path: str | Path, max_chars: int = 5_000) -> None:
+        self.path, self.max_chars = Path(path), max_chars
+        self.model = load_fasttext(self.path, "quality")
+        labels = set(self.model.get_labels())
+        if POSITIVE not in labels:
+            raise ModelError(f"quality: {self.path} has labels {sorted(labels)[:5]}, not {POSITIVE}; "
+                             "train one with `mixlab quality train SPEC`")
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """Batched prediction; every label's probability is returned, so P(hq) is read off directly."""
+        if not texts:
+            return []
+        labels, probs = predict_lines(self.model, [normalize(t, self.max_chars) for t in texts], k=-1)
+        return [round(min(float(dict(zip(lab, p, strict=True)).get(POSITIVE, 0.0)), 1.0), 6)
+                for lab, p in zip(labels, probs, strict=True)]
+
+
+def train_model(train_file: Path, out: Path, *, seed: int, epoch: int, lr: float, word_ngrams: int, dim: int,
+                bucket: int, min_count: int) -> Any:
+    """Train a supervised fastText model single-threaded (fastText is only deterministic with one thread)."""
+    import fasttext
+
+    model = fasttext.train_supervised(
+        input=str(train_file), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, bucket=bucket,
+        minCount=min_count, seed=seed, thread=1, verbose=0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(out))
+    return model
+
+
+def pareto_draw(seed: int, source: str, doc_id: str, alpha: float) -> float:
+    """A Lomax(alpha) draw (what ``numpy.random.pareto`` samples) by inverse CDF of a hashed uniform."""
+    digest = hashlib.sha256(f"{seed}\0{source}\0{doc_id}".encode()).digest()
+    u = (int.from_bytes(digest[:8], "big") + 1) / 2**64  # in (0, 1]
+    return u ** (-1.0 / alpha) - 1.0
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """Which documents a quality step keeps, from the parameters of a spec's ``quality`` step."""
+
+    model: str | None = None
+    mode: str = "threshold"
+    threshold: float = 0.5
+    top_percent: float = 50.0
+    alpha: float = 9.0
+    seed: int = 0
+    max_chars: int = 5_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"quality: unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"quality: threshold must be in [0, 1], got {self.threshold}")
+        if not 0.0 < self.top_percent <= 100.0:
+            raise ValueError(f"quality: top_percent must be in (0, 100], got {self.top_percent}")
+        if self.alpha <= 0 or self.batch_size <= 0 or self.max_chars <= 0:
+            raise ValueError("quality: alpha, batch_size and max_chars must be positive")
+
+    def reason(self, source: str, doc_id: str, score: float, cutoff: float | None = None) -> str | None:
+        """Why the document is removed, or None to keep it (``cutoff``: the source's top-percentile score)."""
+        if self.mode == "threshold" and score < self.threshold:
+            return "quality.below_threshold"
+        if self.mode == "top_percentile" and cutoff is not None and score < cutoff:
+            return "quality.below_top_percentile"
+        if self.mode == "pareto" and pareto_draw(self.seed, source, doc_id, self.alpha) <= 1.0 - score:
+            return "quality.pareto_rejected"
+        return None
+
+
+def top_percent_cutoff(scores: Sequence[float], top_percent: float) -> float:
+    """The lowest score among the best ``top_percent`` % (at least one document); ties at it are kept."""
+    ordered = sorted(scores, reverse=True)
+    k = max(1, -(-len(ordered) * top_percent // 100))
+    return ordered[int(k) - 1]

@@ -1,0 +1,114 @@
+"""The ``quality`` corpus stage: score every document with the quality classifier, then keep by the rule.
+
+Scoring is batched (``beam.BatchElements`` -> one fastText ``predict`` per batch) and the model is loaded once
+per worker in ``DoFn.setup``. ``top_percentile`` computes each source's cutoff with a ``CombinePerKey`` over
+all scores and applies it as a side input. Outputs follow the corpus-stage contract of ``pipelines.stages``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from filters.base import Document
+from filters.quality import QualityModel, QualityRule, top_percent_cutoff
+from pipelines.stages import REMOVED
+
+QUALITY_MODEL_ENV = "MIXLAB_QUALITY_MODEL"
+
+
+class ScoreBatch(beam.DoFn):
+    """Add ``quality_score`` to each document of a batch (one model per worker, one predict per batch)."""
+
+    def __init__(self, model: str, max_chars: int) -> None:
+        self.model_path, self.max_chars = model, max_chars
+        self.model: QualityModel | None = None
+
+    def setup(self) -> None:
+        self.model = QualityModel(self.model_path, self.max_chars)
+
+    def process(self, batch: list[Document]) -> Iterator[Document]:
+        assert self.model is not None
+        for doc, score in zip(batch, self.model.score([d.text for d in batch]), strict=True):
+            yield replace(doc, meta={**doc.meta, "quality_score": score})
+
+
+class Decide(beam.DoFn):
+    """Keep or remove a scored document by the rule; removals carry the rule's reason and the stage."""
+
+    def __init__(self, rule: QualityRule, stage: int) -> None:
+        self.rule, self.stage = rule, stage
+
+    def process(self, doc: Document, cutoffs: dict[str, float] | None = None) -> Iterator[Any]:
+        cutoff = (cutoffs or {}).get(doc.source)
+        reason = self.rule.reason(doc.source, doc.id, doc.meta["quality_score"], cutoff)
+        if reason is None:
+            yield doc
+        else:
+            Metrics.counter(f"mixlab.{doc.source}", f"filtered:{reason}").inc()
+            yield beam.pvalue.TaggedOutput(REMOVED, (doc, reason, self.stage))
+
+
+class TopPercentCutoff(beam.CombineFn):
+    """Exact per-source cutoff: collects the source's scores (8 bytes each) and picks the top-percent one."""
+
+    def __init__(self, top_percent: float) -> None:
+        self.top_percent = top_percent
+
+    def create_accumulator(self) -> list[float]:
+        return []
+
+    def add_input(self, acc: list[float], score: float) -> list[float]:
+        acc.append(score)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[list[float]]) -> list[float]:
+        return [s for acc in accs for s in acc]
+
+    def extract_output(self, acc: list[float]) -> float:
+        return top_percent_cutoff(acc, self.top_percent) if acc else 1.0
+
+
+class QualityStage(beam.PTransform):
+    """Score, then keep by threshold, top percentile per source, Pareto sampling, or keep all (tag)."""
+
+    def __init__(self, rule: QualityRule, stage: int) -> None:
+        super().__init__()
+        self.rule, self.stage = rule, stage
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        rule = self.rule
+        scored = (docs
+                  | "Batch" >> beam.BatchElements(min_batch_size=min(16, rule.batch_size),
+                                                  max_batch_size=rule.batch_size)
+                  | "Score" >> beam.ParDo(ScoreBatch(str(rule.model), rule.max_chars)))
+        side: dict[str, Any] = {}
+        if rule.mode == "top_percentile":
+            cutoffs = (scored
+                       | "SourceScore" >> beam.Map(lambda d: (d.source, d.meta["quality_score"]))
+                       | "Cutoff" >> beam.CombinePerKey(TopPercentCutoff(rule.top_percent)))
+            side["cutoffs"] = beam.pvalue.AsDict(cutoffs)
+        decide = beam.ParDo(Decide(rule, self.stage), **side).with_outputs(REMOVED, main="kept")
+        out = scored | "Decide" >> decide
+        return {"kept": out.kept, REMOVED: out[REMOVED]}
+
+
+def quality_stage(stage: int, **params: Any) -> QualityStage:
+    """Registry factory: checks parameters and loads the model now, so a bad model fails before any work."""
+    known = set(QualityRule.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"quality: unknown parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    params.setdefault("model", os.environ.get(QUALITY_MODEL_ENV) or None)
+    rule = QualityRule(**params)
+    if rule.model is None:
+        raise ValueError(f"quality: no model; give the step `model: PATH`, set ${QUALITY_MODEL_ENV}, or add "
+                         "a `quality:` section to the spec so `mixlab mixture` trains one first")
+    QualityModel(rule.model, rule.max_chars)
+    return QualityStage(rule, stage)

@@ -1,0 +1,114 @@
+"""The report's language and quality section: languages per source, score distributions, examples near the cut.
+
+Reads the run's kept and removed Parquet files; a run without ``lang`` or ``quality_score`` columns filled gets
+no section. The examples are the kept documents with the lowest scores and the removed ones with the highest,
+so a curator can judge by eye whether the classifier's cut is where they would put it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+COLUMNS = ["id", "source", "text", "lang", "lang_score", "quality_score"]
+EXAMPLES = 3
+SNIPPET = 160
+BINS = 20
+
+
+def _rows(directory: Path, extra: list[str]) -> list[dict[str, Any]]:
+    return [row for path in sorted(directory.glob("*/*.parquet"))
+            for row in pq.read_table(path, columns=COLUMNS + extra).to_pylist()]
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return (flat[:SNIPPET] + ("…" if len(flat) > SNIPPET else "")).replace("|", "\\|")
+
+
+def _language_table(kept: list[dict[str, Any]]) -> list[str]:
+    by_source: dict[str, Counter[str]] = {}
+    for row in kept:
+        if row["lang"] is not None:
+            by_source.setdefault(row["source"], Counter())[row["lang"]] += 1
+    if not by_source:
+        return []
+    out = ["", "### Languages of kept documents", "", "| source | docs | top languages |", "|---|---:|---|"]
+    for source, counts in sorted(by_source.items()):
+        total = sum(counts.values())
+        top = ", ".join(f"{lang} {100 * n / total:.0f}%" for lang, n in counts.most_common(5))
+        out.append(f"| {source} | {total:,} | {top} |")
+    return out
+
+
+def _histogram_svg(scores: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    edges = [i / BINS for i in range(BINS + 1)]
+    for source, values in sorted(scores.items()):
+        counts = [0] * BINS
+        for s in values:
+            counts[min(int(s * BINS), BINS - 1)] += 1
+        ax.stairs([c / len(values) for c in counts], edges, label=f"{source} (n={len(values):,})", linewidth=1.5)
+    ax.set_xlabel("quality_score")
+    ax.set_ylabel("share of scored documents")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def _examples(title: str, rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    out = ["", title, "", "| score | id | reason | text |", "|---:|---|---|---|"]
+    out += [f"| {r['quality_score']:.3f} | `{r['id']}` | {r.get('reason') or 'kept'} | {_snippet(r['text'])} |"
+            for r in rows]
+    return out
+
+
+def _quality_tables(kept: list[dict[str, Any]], removed: list[dict[str, Any]], root: Path) -> list[str]:
+    scored = [r for r in kept + removed if r["quality_score"] is not None]
+    if not scored:
+        return []
+    by_source: dict[str, list[float]] = {}
+    for row in scored:
+        by_source.setdefault(row["source"], []).append(row["quality_score"])
+    _histogram_svg(by_source, root / "quality_scores.svg")
+    out = ["", "### Quality scores", "", "![quality scores](quality_scores.svg)", "",
+           "| source | scored | mean | p10 | p50 | p90 | removed by quality |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for source, values in sorted(by_source.items()):
+        values.sort()
+        gone = sum(1 for r in removed if r["source"] == source and (r["reason"] or "").startswith("quality."))
+        out.append(f"| {source} | {len(values):,} | {sum(values) / len(values):.3f} | {_quantile(values, 0.1):.3f} "
+                   f"| {_quantile(values, 0.5):.3f} | {_quantile(values, 0.9):.3f} | {gone:,} |")
+    for source in sorted(by_source):
+        low_kept = sorted((r for r in kept if r["source"] == source and r["quality_score"] is not None),
+                          key=lambda r: (r["quality_score"], r["id"]))[:EXAMPLES]
+        high_removed = sorted((r for r in removed if r["source"] == source
+                               and (r["reason"] or "").startswith("quality.")),
+                              key=lambda r: (-r["quality_score"], r["id"]))[:EXAMPLES]
+        if high_removed:
+            out += ["", f"#### {source}: documents near the quality cut"]
+            out += _examples("Kept, lowest scores:", low_kept)
+            out += _examples("Removed, highest scores:", high_removed)
+    return out
+
+
+def quality_section(root: Path) -> str:
+    """Markdown for the run in ``root`` (empty when no document was language-tagged or scored)."""
+    kept = _rows(root / "docs", [])
+    removed = _rows(root / "removed", ["reason"])
+    lines = _language_table(kept) + _quality_tables(kept, removed, root)
+    return "\n".join(["", "## Language and quality", *lines]) + "\n" if lines else ""

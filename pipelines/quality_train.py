@@ -1,0 +1,237 @@
+"""``mixlab quality train``: train the fastText quality classifier a spec's ``quality:`` section describes.
+
+Training documents are the positive and negative sources *after their own filter chains minus the quality
+step*: a cached sub-run of the spec (``runs/<name>/quality/train_docs/``, reused while spec and inputs are
+unchanged). Classes are balanced, split with the seed, trained single-threaded and evaluated on the held-out
+part. Output in ``runs/<name>/quality/``: ``model.bin``, ``manifest.json``, ``eval.json``, ``scores.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from filters.base import Document
+from filters.quality import NEGATIVE, POSITIVE, QualityModel, normalize, train_model
+from mixtures.quality_spec import QualitySpec
+from mixtures.spec import SourceSpec, Spec, SpecError, Step, load_spec
+
+log = logging.getLogger(__name__)
+
+HIST_BINS = 20
+
+
+def model_path(spec: Spec) -> Path:
+    """Where the spec's classifier lives: ``quality.model`` or ``<run dir>/quality/model.bin``."""
+    assert spec.quality is not None
+    return Path(spec.quality.model).resolve() if spec.quality.model else spec.run_dir / "quality" / "model.bin"
+
+
+def _without_quality(src: SourceSpec) -> SourceSpec:
+    return src.model_copy(update={"filters": [s for s in src.filters if s.name != "quality"]})
+
+
+def training_spec(spec: Spec) -> Spec:
+    """The spec's positive and negative sources with their chains minus ``quality``, run under quality/."""
+    q = _quality(spec)
+    sources = {name: _without_quality(spec.sources[name]) for name in (*q.positive, *q.negative)}
+    return spec.model_copy(update={"name": "train_docs", "output_dir": str(spec.run_dir / "quality"),
+                                   "sources": sources, "quality": None, "mixture": None})
+
+
+def _quality(spec: Spec) -> QualitySpec:
+    if spec.quality is None:
+        raise SpecError(f"{spec.spec_path}: quality: the spec has no `quality:` section (positive and negative "
+                        "sources) to train a classifier from")
+    return spec.quality
+
+
+def train_fingerprint(spec: Spec) -> str:
+    """Changes when the training config, the sources' chains or their input files change."""
+    q = _quality(spec).model_dump(mode="json", exclude={"model"})
+    return hashlib.sha256(json.dumps([q, training_spec(spec).fingerprint()], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _training_documents(spec: Spec, runner: str | None) -> dict[str, list[Document]]:
+    from pipelines.run import kept_documents, run_clean
+
+    sub = training_spec(spec)
+    layout = run_clean(sub, runner=runner)
+    return {name: kept_documents(layout, name) for name in sub.sources}
+
+
+def _pool(docs: dict[str, list[Document]], names: list[str], q: QualitySpec) -> list[tuple[Document, str]]:
+    pool = [(d, normalize(d.text, q.max_chars)) for n in names for d in docs[n]]
+    return [(d, line) for d, line in pool if line]
+
+
+def split_classes(docs: dict[str, list[Document]], q: QualitySpec) -> dict[str, dict[str, list]]:
+    """Balanced classes (``max_docs`` each at most), shuffled with the seed, split into train and holdout."""
+    rng = random.Random(q.seed)
+    pos, neg = _pool(docs, q.positive, q), _pool(docs, q.negative, q)
+    n = min(len(pos), len(neg), q.max_docs)
+    if n < 10:
+        raise SpecError(f"quality: too few documents to train ({len(pos)} positive, {len(neg)} negative after "
+                        "filtering); add sources or relax their filters")
+    n_hold = max(1, round(n * q.holdout))
+    out: dict[str, dict[str, list]] = {"train": {}, "holdout": {}}
+    for label, pool in ((POSITIVE, pos), (NEGATIVE, neg)):
+        rng.shuffle(pool)
+        out["holdout"][label], out["train"][label] = pool[:n_hold], pool[n_hold:n]
+    return out
+
+
+def _counts(items: list[tuple[Document, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for doc, _ in items:
+        counts[doc.source] = counts.get(doc.source, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def roc_auc(scores: list[float], labels: list[int]) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)
+    n_pos = sum(labels)
+    n_neg = len(labels) - n_pos
+    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
+    return float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def evaluate(model: QualityModel, holdout: dict[str, list[tuple[Document, str]]]) -> dict[str, Any]:
+    """Precision, recall, F1 and accuracy at 0.5, ROC AUC, and per-source score histograms on the holdout."""
+    items = [(doc, 1 if label == POSITIVE else 0) for label, pool in holdout.items() for doc, _ in pool]
+    scores = model.score([doc.text for doc, _ in items])
+    labels = [y for _, y in items]
+    tp = sum(1 for s, y in zip(scores, labels, strict=True) if s >= 0.5 and y)
+    fp = sum(1 for s, y in zip(scores, labels, strict=True) if s >= 0.5 and not y)
+    fn = sum(1 for s, y in zip(scores, labels, strict=True) if s < 0.5 and y)
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    by_source: dict[str, list[float]] = {}
+    for (doc, _), s in zip(items, scores, strict=True):
+        by_source.setdefault(doc.source, []).append(s)
+    return {
+        "holdout_docs": len(items), "threshold": 0.5, "precision": round(precision, 4), "recall": round(recall, 4),
+        "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
+        "accuracy": round(sum((s >= 0.5) == bool(y) for s, y in zip(scores, labels, strict=True)) / len(items), 4),
+        "roc_auc": round(roc_auc(scores, labels), 4),
+        "by_source": {src: {"docs": len(v), "mean_score": round(sum(v) / len(v), 4), "histogram": _hist(v)}
+                      for src, v in sorted(by_source.items())},
+    }
+
+
+def _hist(scores: list[float]) -> list[int]:
+    counts = [0] * HIST_BINS
+    for s in scores:
+        counts[min(int(s * HIST_BINS), HIST_BINS - 1)] += 1
+    return counts
+
+
+def plot_scores(evaluation: dict[str, Any], path: Path, title: str) -> None:
+    """Histogram of held-out scores per source (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    edges = [i / HIST_BINS for i in range(HIST_BINS + 1)]
+    for source, st in evaluation["by_source"].items():
+        total = max(sum(st["histogram"]), 1)
+        ax.stairs([c / total for c in st["histogram"]], edges, label=f"{source} (n={st['docs']})", linewidth=1.5)
+    ax.set_xlabel("quality_score = P(__label__hq)")
+    ax.set_ylabel("share of held-out documents")
+    ax.set_title(f"{title}: ROC AUC {evaluation['roc_auc']:.3f}", fontsize=10, loc="left")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _write_train_file(path: Path, train: dict[str, list[tuple[Document, str]]], seed: int) -> None:
+    lines = [f"{label} {line}\n" for label, pool in sorted(train.items()) for _, line in pool]
+    random.Random(seed).shuffle(lines)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _manifest_fingerprint(path: Path) -> str | None:
+    return json.loads(path.read_text()).get("fingerprint") if path.is_file() else None
+
+
+def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
+    """Train (or reuse, when up to date) the spec's classifier; return the model path."""
+    q = _quality(spec)
+    out, fingerprint = model_path(spec), train_fingerprint(spec)
+    manifest_path = out.parent / "manifest.json"
+    if not force and out.is_file() and _manifest_fingerprint(manifest_path) == fingerprint:
+        log.info("quality: %s is up to date (fingerprint %s)", out, fingerprint)
+        return out
+    started = time.monotonic()
+    log.info("quality: collecting training documents from %s (positive) vs %s (negative)",
+             ", ".join(q.positive), ", ".join(q.negative))
+    split = split_classes(_training_documents(spec, runner), q)
+    params = q.model_dump(include={"seed", "epoch", "lr", "word_ngrams", "dim", "bucket", "min_count"})
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.txt"
+        _write_train_file(train_file, split["train"], q.seed)
+        log.info("quality: training fastText on %d documents (%s)", sum(map(len, split["train"].values())), params)
+        train_model(train_file, out, **params)
+    evaluation = evaluate(QualityModel(out, q.max_chars), split["holdout"])
+    plot_scores(evaluation, out.parent / "scores.png", spec.name)
+    (out.parent / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    manifest = {
+        "spec": spec.spec_path, "fingerprint": fingerprint, "model": str(out), "labels": [POSITIVE, NEGATIVE],
+        "positive_sources": q.positive, "negative_sources": q.negative, "seed": q.seed, "max_chars": q.max_chars,
+        "hyperparameters": {**params, "thread": 1, "loss": "softmax"}, "holdout_fraction": q.holdout,
+        "counts": {part: {label: _counts(pool) for label, pool in classes.items()} for part, classes in split.items()},
+        "train_seconds": round(time.monotonic() - started, 2),
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log.info("quality: %s trained; holdout ROC AUC %.3f, precision %.3f, recall %.3f", out,
+             evaluation["roc_auc"], evaluation["precision"], evaluation["recall"])
+    return out
+
+
+def prepare_models(spec: Spec, runner: str | None = None) -> Spec:
+    """Train the spec's classifier when a ``quality`` step needs it, then check every quality step's model.
+
+    Returns the spec with the default model path filled into ``quality`` steps that name none, so a missing or
+    bad model is a :class:`SpecError` naming the step before any work starts.
+    """
+    from pipelines.quality import quality_stage
+
+    sources = dict(spec.sources)
+    for name, src in spec.sources.items():
+        steps = list(src.filters)
+        for i, step in enumerate(steps):
+            if step.name != "quality":
+                continue
+            if "model" not in step.params and spec.quality is not None:
+                trained = {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars}
+                steps[i] = Step(name="quality", params={**trained, **step.params})
+            try:
+                quality_stage(stage=i, **steps[i].params)
+            except (ValueError, TypeError) as err:
+                raise SpecError(f"{spec.spec_path}: sources.{name}.filters.{i}: {err}") from err
+        sources[name] = src.model_copy(update={"filters": steps})
+    return spec.model_copy(update={"sources": sources})
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """CLI handler of ``mixlab quality train``."""
+    spec = load_spec(args.spec)
+    path = train(spec, force=args.force, runner=args.runner)
+    evaluation = json.loads((path.parent / "eval.json").read_text())
+    print(f"model:    {path}")
+    print(f"eval:     {path.parent / 'eval.json'} (ROC AUC {evaluation['roc_auc']}, precision "
+          f"{evaluation['precision']}, recall {evaluation['recall']})")
+    print(f"plot:     {path.parent / 'scores.png'}")
+    return 0
