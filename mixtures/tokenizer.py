@@ -2,8 +2,9 @@
 
 Token counting is batched (``encode_batch``, parallel in Rust). Each token also gets the number of UTF-8
 bytes of the text it covers, so evaluation can report bits per byte: bytes come from the token's character
-offsets, and text no token covers (or a character split over several byte-level tokens) is counted once, on
-the first token that reaches it, so a document's token bytes sum to its UTF-8 length.
+offsets, and text no token covers (or a character split over several tokens) is counted once, on the first
+token that reaches it, so a document's token bytes sum to its UTF-8 length. Byte-level BPE vocabularies
+(GPT-2, GPT-NeoX, the default ``bpe``) give each token's bytes directly, which is exact and faster.
 """
 
 from __future__ import annotations
@@ -107,17 +108,35 @@ def token_bytes(text: str, char_offsets: Sequence[tuple[int, int]]) -> np.ndarra
     return counts.astype(np.int32)
 
 
+def byte_table(tok: Tokenizer) -> np.ndarray | None:
+    """UTF-8 bytes of every vocabulary entry for a byte-level tokenizer (specials 0); None for other kinds."""
+    if not isinstance(tok.decoder, decoders.ByteLevel):
+        return None
+    unbyte = {ch: 1 for ch in pre_tokenizers.ByteLevel.alphabet()}
+    added = tok.get_added_tokens_decoder()
+    table = np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=np.int32)
+    for piece, i in tok.get_vocab(with_added_tokens=True).items():
+        if i in added:
+            table[i] = 0 if added[i].special else len(piece.encode())
+        elif all(ch in unbyte for ch in piece):
+            table[i] = len(piece)  # one alphabet character per byte
+        else:
+            return None
+    return table
+
+
 def tokenize(tok: Tokenizer, texts: Sequence[str]) -> Tokenized:
-    """Token ids and per-token bytes of every text, in batches."""
+    """Token ids and per-token bytes of every text, in batches (bytes from the vocabulary when byte-level)."""
     ids: list[np.ndarray] = []
     nbytes: list[np.ndarray] = []
     lengths = np.zeros(len(texts), dtype=np.int64)
+    table = byte_table(tok)
     for start in range(0, len(texts), BATCH_DOCS):
         batch = texts[start:start + BATCH_DOCS]
         for j, (text, enc) in enumerate(zip(batch, tok.encode_batch(list(batch)), strict=True)):
             ids.append(np.asarray(enc.ids, dtype=np.int32))
-            nbytes.append(token_bytes(text, enc.offsets))
-            lengths[start + j] = len(enc.ids)
+            nbytes.append(table[ids[-1]] if table is not None else token_bytes(text, enc.offsets))
+            lengths[start + j] = len(ids[-1])
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     empty = np.zeros(0, dtype=np.int32)
     return Tokenized(np.concatenate(ids) if ids else empty, np.concatenate(nbytes) if nbytes else empty,

@@ -17,6 +17,7 @@ EPILOG = """examples:
   mixlab validate mixtures/mix_v3.yaml         check a spec without running anything
   mixlab filter --chain c4 in.jsonl.gz out/    run one filter chain on a file
   mixlab filters                               list filters and named chains
+  mixlab tokens runs/mix_v3 "SELECT * FROM mixture"   query the token catalogue of a built mixture
   mixlab dedup a.jsonl.gz b.parquet out/       exact + near-dedup across files, with clusters
 """
 
@@ -92,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", default="id")
     _add_runner_flags(p)
     p.set_defaults(func=_handler("pipelines.dedup_cli:dedup_files"))
+
+    p = sub.add_parser("tokens", help="query a built mixture's token catalogue with DuckDB SQL",
+                       description="Run DuckDB SQL over RUN_DIR/catalogue/ and print a table. Views: docs (one "
+                                   "row per document, kept or removed, with n_tokens, epochs, split, shard), "
+                                   "shards, streams, tokens_by_source, tokens_by_reason, mixture. Without SQL: "
+                                   "tokens by source, language and reason.",
+                       epilog='example: mixlab tokens runs/mix_v3 "SELECT * FROM mixture"')
+    p.add_argument("run_dir", help="a run directory with a built mixture (runs/mix_v3), or its spec (mix_v3.yaml)")
+    p.add_argument("sql", nargs="?", default=None, help="a query (default: tokens by source, language, reason)")
+    p.add_argument("--max-rows", type=int, default=200, help="rows to print (default 200)")
+    p.set_defaults(func=_handler("mixtures.catalogue:tokens_command"))
 
     p = sub.add_parser("filters", help="list the filters and named chains a spec may use")
     p.set_defaults(func=_handler("pipelines.commands:list_filters"))

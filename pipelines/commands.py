@@ -18,6 +18,11 @@ def mixture(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=args.force)
+    if spec.mixture is not None:
+        from mixtures.build import build_mixture
+
+        build_mixture(spec, layout.root)
+        print(f"streams:       {layout.root / 'streams.yaml'} (plan.json, catalogue/: mixlab tokens)")
     print(f"run directory: {layout.root}")
     print(f"report:        {layout.root / 'report.md'}")
     return 0
