@@ -25,6 +25,8 @@ DOC_FILTERS: dict[str, str] = {
     "mc4_badwords": "filters.badwords:mc4_badwords",
     "mc4_paragraph": "filters.mc4:ParagraphFilter",
     "mc4_langid": "filters.mc4:Cld3LanguageId",
+    "decontam": "filters.decontam:decontam",
+    "pii": "filters.pii:pii",
 }
 
 CORPUS_STAGES: dict[str, str] = {

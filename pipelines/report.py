@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mixtures.spec import Spec
+from pipelines.decontam import write_decontam_outputs
 from pipelines.dedup_report import render_section as render_dedup_section
 from pipelines.quality_report import quality_section
 from pipelines.run import GLOBAL_STAGE_BASE, RunLayout, global_steps, source_steps
@@ -118,6 +119,8 @@ def write_stats_and_report(spec: Spec, layout: RunLayout, seconds: float | None 
     layout.stats.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     funnel_chart(stats, layout.root / "funnel.svg")
     dedup = render_dedup_section(layout.dedup_clusters)
+    decontam = write_decontam_outputs(spec, layout.root)
     quality = quality_section(layout.root)
-    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup + quality, encoding="utf-8")
+    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup + decontam + quality,
+                                           encoding="utf-8")
     return stats

@@ -221,12 +221,14 @@ def preflight(spec: Spec) -> None:
 def run_clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
               force: bool = False) -> RunLayout:
     """Run the cleaning pipeline into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
+    from pipelines.decontam import prepare_decontam
     from pipelines.dedup_report import write_clusters
     from pipelines.quality_train import prepare_models
     from pipelines.report import write_stats_and_report
 
     preflight(spec)
     spec = prepare_models(spec, runner)
+    spec = prepare_decontam(spec)
     layout = RunLayout(spec.run_dir)
     fingerprint = spec.fingerprint()
     if not force and layout.manifest.exists():

@@ -1,0 +1,339 @@
+"""Dedup as Beam corpus stages: exact (normalised text) and MinHash LSH with distributed connected components.
+
+Both stages follow the corpus-stage contract of :mod:`pipelines.stages` (``factory(stage=i, **params)`` ->
+``{"kept", "removed"}``). A document is a node keyed by a stable 63-bit hash of (source, id, text); a stage
+produces ``(node, label)`` pairs where ``label`` is the smallest node of the node's duplicate cluster, and
+:class:`AssignClusters` turns labels into one survivor per cluster (preferred source first, then the smallest
+node) plus removed documents carrying ``dup_cluster_id``, ``dup_cluster_size`` and ``dup_survivor_id``.
+
+MinHash: signatures -> band keys -> group by bucket -> candidate edges (optionally verified by estimated
+Jaccard) -> connected components. Components are found by large-star/small-star rounds (Kiveris et al., 2014)
+unrolled as Beam stages, with a final check that the edges form stars; when the edge list is small enough a
+single-worker union-find is used instead. Both give every node the minimum node of its component, so their
+clusters are identical.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from filters import dedup as dd
+from filters.base import Document
+from pipelines.stages import REMOVED
+
+log = logging.getLogger(__name__)
+
+MAX_VERIFY_PEERS = 32  # with verification, a bucket member is compared with at most this many earlier members
+SPACELESS_RATIO = 0.05  # below this share of spaces a text is treated as written without word spaces
+Node = int
+
+
+def _node(doc: Document) -> Node:
+    return dd.node_key(doc.source, doc.id, doc.text)
+
+
+# ---------------------------------------------------------------------------------------------- survivors
+
+class _ClusterInfo(beam.CombineFn):
+    """Per cluster: the number of documents and the best-ranked member (rank, node, id, source)."""
+
+    def create_accumulator(self) -> tuple[int, Any]:
+        return 0, None
+
+    def add_input(self, acc: tuple[int, Any], member: tuple[tuple[int, Node], str, str, int]) -> tuple[int, Any]:
+        rank, doc_id, source, count = member
+        best = (rank, doc_id, source)
+        return acc[0] + count, best if acc[1] is None or best < acc[1] else acc[1]
+
+    def merge_accumulators(self, accs: Iterable[tuple[int, Any]]) -> tuple[int, Any]:
+        size, best = 0, None
+        for n, b in accs:
+            size += n
+            if b is not None and (best is None or b < best):
+                best = b
+        return size, best
+
+    def extract_output(self, acc: tuple[int, Any]) -> tuple[int, Any]:
+        return acc
+
+
+def _doc_order(doc: Document) -> tuple[str, str]:
+    """Order of documents sharing one node (same source, id and text): by url then meta, deterministic."""
+    return doc.url or "", repr(sorted(doc.meta.items(), key=lambda kv: kv[0]))
+
+
+class AssignClusters(beam.PTransform):
+    """Join ``(node, label)`` to documents; keep one survivor per cluster, tag every member, remove the rest."""
+
+    def __init__(self, method: str, stage: int, priority: Sequence[str]) -> None:
+        super().__init__()
+        self.method, self.stage, self.priority = method, stage, tuple(priority)
+
+    def expand(self, pcolls: tuple[beam.PCollection, beam.PCollection]) -> dict[str, beam.PCollection]:
+        keyed, labels = pcolls
+        priority, method, stage = self.priority, self.method, self.stage
+
+        def split(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[Any]:
+            node, joined = item
+            docs = sorted(joined["docs"], key=_doc_order)
+            if not docs:
+                return
+            label = joined["label"][0] if joined["label"] else (node if len(docs) > 1 else None)
+            if label is None:
+                yield docs[0]
+                return
+            rank = dd.survivor_order(docs[0].source, node, priority)
+            yield beam.pvalue.TaggedOutput("members", (label, (rank, docs[0].id, docs[0].source, len(docs))))
+            yield beam.pvalue.TaggedOutput("held", (node, (label, docs)))
+
+        joined = ({"docs": keyed, "label": labels} | "JoinLabels" >> beam.CoGroupByKey()
+                  | "Split" >> beam.FlatMap(split).with_outputs("members", "held", main="single"))
+        info = joined.members | "ClusterInfo" >> beam.CombinePerKey(_ClusterInfo())
+        label_of = joined.held | "LabelOfNode" >> beam.MapTuple(lambda node, held: (held[0], node))
+        node_info = ({"info": info, "nodes": label_of} | "JoinInfo" >> beam.CoGroupByKey()
+                     | "InfoToNodes" >> beam.FlatMap(
+                         lambda kv: ((n, (kv[0], kv[1]["info"][0])) for n in kv[1]["nodes"])))
+
+        def decide(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[Any]:
+            node, joined = item
+            (label, docs), = joined["held"]
+            (_, (size, (rank, survivor_id, survivor_source))), = joined["info"]
+            tags = {"dup_cluster_id": dd.cluster_id(method, label), "dup_cluster_size": size,
+                    "dup_survivor_id": f"{survivor_source}/{survivor_id}"}
+            for i, doc in enumerate(docs):
+                out = replace(doc, meta={**doc.meta, **tags})
+                if i == 0 and rank[1] == node:
+                    yield out
+                else:
+                    Metrics.counter(f"mixlab.{doc.source}", f"filtered:dedup.{method}").inc()
+                    yield beam.pvalue.TaggedOutput(REMOVED, (out, f"dedup.{method}", stage))
+
+        decided = ({"held": joined.held, "info": node_info} | "JoinHeld" >> beam.CoGroupByKey()
+                   | "Decide" >> beam.FlatMap(decide).with_outputs(REMOVED, main="kept"))
+        kept = (joined.single, decided.kept) | "Kept" >> beam.Flatten()
+        return {"kept": kept, REMOVED: decided[REMOVED]}
+
+
+# ---------------------------------------------------------------------------------------------- exact
+
+class ExactDedup(beam.PTransform):
+    """Remove documents whose normalised text equals another's (empty normalised text is left alone)."""
+
+    def __init__(self, stage: int, normalise: dict[str, bool] | None = None, cross_source: bool = True,
+                 source_priority: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.stage, self.norm, self.cross_source = stage, dd.norm_from(normalise), cross_source
+        self.priority = tuple(source_priority)
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        norm, cross = self.norm, self.cross_source
+
+        def text_key(doc: Document) -> Iterator[tuple[Any, Node]]:
+            text = norm(doc.text)
+            if not text:
+                Metrics.counter(f"mixlab.{doc.source}", "dedup.exact:empty_after_normalisation").inc()
+                return
+            key = dd.exact_key(text)
+            yield (key if cross else (doc.source, key)), _node(doc)
+
+        def labels(item: tuple[Any, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
+            nodes = list(item[1])
+            if len(nodes) > 1:
+                label = min(nodes)
+                yield from ((n, label) for n in set(nodes))
+
+        keyed = docs | "KeyByNode" >> beam.Map(lambda d: (_node(d), d))
+        label_pairs = (docs | "TextKey" >> beam.FlatMap(text_key) | "GroupText" >> beam.GroupByKey()
+                       | "Labels" >> beam.FlatMap(labels))
+        return (keyed, label_pairs) | "Assign" >> AssignClusters("exact", self.stage, self.priority)
+
+
+def exact_dedup(stage: int, **params: Any) -> ExactDedup:
+    """Corpus-stage factory: ``exact_dedup`` (params: normalise, cross_source, source_priority)."""
+    return ExactDedup(stage, **params)
+
+
+# ---------------------------------------------------------------------------------------------- MinHash
+
+def _unit_for(doc: Document, text: str, unit: str, char_sources: Sequence[str]) -> str:
+    if unit != "auto":
+        return unit
+    if doc.source in char_sources:
+        return "char"
+    return "char" if len(text) >= 20 and text.count(" ") < SPACELESS_RATIO * len(text) else "word"
+
+
+class _Signatures(beam.DoFn):
+    """Document -> ``(bucket key, (node, signature or None))`` for each band; empty documents emit nothing."""
+
+    def __init__(self, params: dd.MinHashParams, unit: str, char_ngram: int, char_sources: Sequence[str],
+                 cross_source: bool, verify: bool) -> None:
+        self.params, self.unit, self.char_ngram = params, unit, char_ngram
+        self.char_sources, self.cross_source, self.verify = tuple(char_sources), cross_source, verify
+        self.seen = 0
+
+    def process(self, doc: Document) -> Iterator[tuple[Any, tuple[Node, Any]]]:
+        p = self.params
+        text = p.norm(doc.text)
+        unit = _unit_for(doc, text, self.unit, self.char_sources)
+        n = self.char_ngram if unit == "char" else p.ngram
+        shingles = dd.shingle_hashes(dd.token_hashes(text, unit), n)
+        self.seen += 1
+        if self.seen % 20_000 == 0:
+            log.info("minhash: %d signatures on this worker", self.seen)
+        if len(shingles) == 0:
+            Metrics.counter(f"mixlab.{doc.source}", "dedup.minhash:no_shingles").inc()
+            return
+        sig = dd.signature(shingles, p.num_perm, p.seed)
+        node = _node(doc)
+        value = (node, sig if self.verify else None)
+        for band, key in enumerate(dd.band_keys(sig, p.bands, p.rows)):
+            yield ((band, key) if self.cross_source else (doc.source, band, key)), value
+
+
+def bucket_edges(members: Iterable[tuple[Node, Any]], threshold: float | None) -> Iterator[tuple[Node, Node]]:
+    """Edges of one LSH bucket: a star on its smallest node, or (verified) links to similar earlier members."""
+    ordered = sorted(members, key=lambda m: m[0])
+    if threshold is None:
+        first = ordered[0][0]
+        yield from ((first, node) for node, _ in ordered[1:] if node != first)
+        return
+    for j in range(1, len(ordered)):
+        node, sig = ordered[j]
+        for other, other_sig in ordered[:min(j, MAX_VERIFY_PEERS)]:
+            if other != node and dd.estimated_jaccard(sig, other_sig) >= threshold:
+                yield other, node
+                break
+
+
+class MinHashDedup(beam.PTransform):
+    """Near-duplicate removal: MinHash LSH buckets -> candidate edges -> connected components -> survivors."""
+
+    def __init__(self, stage: int, threshold: float = 0.72, bands: int | None = None, rows: int | None = None,
+                 num_perm: int = 112, ngram: int = 5, unit: str = "word", char_ngram: int = 10,
+                 char_sources: Sequence[str] = (), seed: int = 1, normalise: dict[str, bool] | None = None,
+                 verify: bool = False, cross_source: bool = True, source_priority: Sequence[str] = (),
+                 components: str = "auto", fast_path_max_edges: int = 2_000_000, max_iterations: int = 20) -> None:
+        super().__init__()
+        if unit not in ("word", "char", "auto"):
+            raise ValueError(f"minhash_dedup: unit must be word, char or auto, got {unit!r}")
+        if bands is None and rows is None and threshold == 0.72 and num_perm == 112:
+            bands, rows = 14, 8  # datatrove's defaults
+        bands, rows = dd.lsh_params(threshold, num_perm, bands, rows)
+        self.params = dd.MinHashParams(ngram=ngram, unit="word", bands=bands, rows=rows, seed=seed,
+                                       norm=dd.norm_from(normalise))
+        self.stage, self.threshold, self.verify = stage, threshold, verify
+        self.unit, self.char_ngram, self.char_sources = unit, char_ngram, tuple(char_sources)
+        self.cross_source, self.priority = cross_source, tuple(source_priority)
+        self.components = ConnectedComponents(components, fast_path_max_edges, max_iterations)
+
+    def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
+        threshold = self.threshold if self.verify else None
+        keyed = docs | "KeyByNode" >> beam.Map(lambda d: (_node(d), d))
+        edges = (
+            docs
+            | "Signatures" >> beam.ParDo(_Signatures(self.params, self.unit, self.char_ngram, self.char_sources,
+                                                     self.cross_source, self.verify))
+            | "Buckets" >> beam.GroupByKey()
+            | "BucketEdges" >> beam.FlatMap(lambda kv: bucket_edges(kv[1], threshold))
+            | "DistinctEdges" >> beam.Distinct()
+        )
+        labels = edges | "Components" >> self.components
+        return (keyed, labels) | "Assign" >> AssignClusters("minhash", self.stage, self.priority)
+
+
+def minhash_dedup(stage: int, **params: Any) -> MinHashDedup:
+    """Corpus-stage factory: ``minhash_dedup`` (see :class:`MinHashDedup` for params)."""
+    return MinHashDedup(stage, **params)
+
+
+# ---------------------------------------------------------------------------------------------- components
+
+def _large_star(item: tuple[Node, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
+    u, nbrs = item
+    nbrs = set(nbrs)
+    m = min(nbrs | {u})
+    yield from ((v, m) for v in nbrs if v > u)
+
+
+def _small_star(item: tuple[Node, Iterable[Node]]) -> Iterator[tuple[Node, Node]]:
+    u, nbrs = item
+    group = set(nbrs) | {u}
+    m = min(group)
+    yield from ((v, m) for v in group if v != m)
+
+
+def _star_violations(item: tuple[Node, dict[str, list[Node]]]) -> Iterator[int]:
+    """1 when a node is both a leaf and a centre, or a leaf of two centres: the edges are not yet stars."""
+    _, roles = item
+    if (roles["centre_of"] and roles["leaf_of"]) or len(set(roles["leaf_of"])) > 1:
+        yield 1
+
+
+def _assert_converged(violations: int, rounds: int) -> None:
+    if violations:
+        raise RuntimeError(f"connected components did not converge in {rounds} large-star/small-star rounds "
+                           f"({violations} nodes not yet on a star); raise minhash_dedup max_iterations")
+
+
+class StarComponents(beam.PTransform):
+    """Distributed connected components: alternate large-star and small-star rounds, then check for stars.
+
+    Input edges ``(u, v)``; output ``(node, label)`` with ``label`` the minimum node of the component, for every
+    node that has an edge. Each round is two GroupByKeys; the rounds are unrolled ``max_iterations`` times
+    (rounds after convergence are identity), and the pipeline fails with a clear message if edges are not all
+    stars at the end.
+    """
+
+    def __init__(self, max_iterations: int = 20) -> None:
+        super().__init__()
+        self.max_iterations = max_iterations
+
+    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+        for i in range(self.max_iterations):
+            edges = (edges
+                     | f"LargeMap{i}" >> beam.FlatMap(lambda e: (e, (e[1], e[0])))
+                     | f"LargeGroup{i}" >> beam.GroupByKey()
+                     | f"LargeStar{i}" >> beam.FlatMap(_large_star)
+                     | f"SmallMap{i}" >> beam.Map(lambda e: e if e[1] <= e[0] else (e[1], e[0]))
+                     | f"SmallGroup{i}" >> beam.GroupByKey()
+                     | f"SmallStar{i}" >> beam.FlatMap(_small_star))
+        roles = {"leaf_of": edges, "centre_of": edges | "Centres" >> beam.MapTuple(lambda v, m: (m, v))}
+        violations = (roles | "Roles" >> beam.CoGroupByKey() | "Violations" >> beam.FlatMap(_star_violations)
+                      | "CountViolations" >> beam.CombineGlobally(sum))
+        rounds = self.max_iterations
+        _ = violations | "CheckStars" >> beam.Map(_assert_converged, rounds)
+        leaves = edges | "LeafLabels" >> beam.Distinct()
+        centres = edges | "CentreLabels" >> beam.MapTuple(lambda v, m: (m, m)) | "DistinctCentres" >> beam.Distinct()
+        return (leaves, centres) | "Labels" >> beam.Flatten()
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges -> ``(node, min node of its component)``; ``mode`` auto picks union-find when edges are few."""
+
+    def __init__(self, mode: str = "auto", fast_path_max_edges: int = 2_000_000, max_iterations: int = 20) -> None:
+        super().__init__()
+        if mode not in ("auto", "single", "distributed"):
+            raise ValueError(f"components must be auto, single or distributed, got {mode!r}")
+        self.mode, self.limit, self.max_iterations = mode, fast_path_max_edges, max_iterations
+
+    def expand(self, edges: beam.PCollection) -> beam.PCollection:
+        mode, limit = self.mode, self.limit
+        count = edges | "CountEdges" >> beam.combiners.Count.Globally()
+
+        def single(n: int) -> bool:
+            use = mode == "single" or (mode == "auto" and n <= limit)
+            return use
+
+        small = edges | "ForUnionFind" >> beam.Filter(lambda _, n: single(n), beam.pvalue.AsSingleton(count))
+        large = edges | "ForStars" >> beam.Filter(lambda _, n: not single(n), beam.pvalue.AsSingleton(count))
+        fast = (small | "EdgeList" >> beam.combiners.ToList()
+                | "UnionFind" >> beam.FlatMap(lambda es: sorted(dd.connected_components(es).items())))
+        distributed = large | "Stars" >> StarComponents(self.max_iterations)
+        return (fast, distributed) | "AllLabels" >> beam.Flatten()
