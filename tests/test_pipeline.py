@@ -109,3 +109,14 @@ def test_filter_cli_writes_kept_and_removed_jsonl(tmp_path: Path) -> None:
     removed = [json.loads(x) for x in gzip.decompress((out / "removed.jsonl.gz").read_bytes()).splitlines()]
     assert len(kept) == 10 and removed == [] and {k["id"] for k in kept} == {f"wd{i}" for i in range(10)}
     assert kept[0]["meta"] == {} and "reason" not in kept[0]
+
+
+def test_default_runner_never_tries_to_download_prism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.request
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the pipeline tried to open a URL: {args}")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    layout = run_clean(load_spec(_spec(tmp_path)))
+    assert layout.stats.exists()
