@@ -108,7 +108,7 @@ def ranking_stability(results: pd.DataFrame) -> pd.DataFrame:
     check_results(results)
     rows = []
     for metric in sorted(results.metric.unique()):
-        wide = _wide(results, metric).dropna(axis=0)
+        wide = _wide(results, metric).dropna(axis=1, how="all").dropna(axis=0)
         taus = []
         for s1, s2 in itertools.combinations(wide.index, 2):
             tau = kendalltau(wide.loc[s1], wide.loc[s2]).statistic

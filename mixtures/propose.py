@@ -197,17 +197,23 @@ def proposal_header(p: Proposal, base: str) -> list[str]:
 
 
 def write_spec(base_path: Path, out_path: Path, weights: Mapping[str, float], header: list[str],
-               description: str) -> Path:
-    """Copy the base spec with new mixture weights, name and description; comments on top; return the path."""
+               description: str, fallback_mixture: dict | None = None) -> Path:
+    """Copy the base spec with new mixture weights, name and description; comments on top; return the path.
+
+    A base spec without a ``mixture:`` section takes ``fallback_mixture`` (the section the proxies used).
+    """
     data = yaml.safe_load(base_path.read_text(encoding="utf-8"))
     if not isinstance(data.get("mixture"), dict):
-        raise ValueError(f"{base_path}: the base spec has no mixture: section to take weights from")
+        if fallback_mixture is None:
+            raise ValueError(f"{base_path}: the base spec has no mixture: section to take weights from")
+        data["mixture"] = fallback_mixture
+        header = [*header, "The base spec had no mixture: section; this one is the proxies' (tiny) setting."]
     mix = data["mixture"]
     if any("tokens" in (s or {}) for s in mix["sources"].values()):
         mix["budget_tokens"] = sum(int(s["tokens"]) for s in mix["sources"].values())
-    for source, weight in weights.items():
+    for source in sorted(set(mix["sources"]) | set(weights)):  # a source the proxies did not see gets 0
         entry = {k: v for k, v in (mix["sources"].get(source) or {}).items() if k not in ("tokens", "weight")}
-        mix["sources"][source] = {"weight": float(weight), **entry}
+        mix["sources"][source] = {"weight": float(weights.get(source, 0.0)), **entry}
     data["name"] = out_path.stem
     data["description"] = description
     base_root = base_path.resolve().parent / str(data.get("data_root", "."))

@@ -1,0 +1,64 @@
+"""Shrink a spec for CPU: the first documents of each source, a small BPE, short sequences, a small budget.
+
+Used by ``mixlab ablate --tiny-docs N``, the notebooks and the tests, so that three shipped mixtures with
+three seeds each train in minutes on two cores. The copy keeps the spec's sources, filters and weights; a spec
+without a ``mixture:`` section gets equal weights over its sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixtures.spec import Spec, find_spec, load_spec
+
+
+def tiny_mixture(sources: list[str], weights: dict[str, float] | None, budget_tokens: int,
+                 seq_len: int, vocab_size: int) -> dict[str, Any]:
+    """A ``mixture:`` section small enough for CPU proxies (epoch caps loose, shortfall redistributed)."""
+    weights = weights or dict.fromkeys(sources, 1.0)
+    return {"tokenizer": {"name": "bpe", "vocab_size": vocab_size, "sample_chars": 300_000},
+            "budget_tokens": budget_tokens, "max_seq_len": seq_len, "epoch_cap": 50,
+            "on_shortfall": "redistribute", "validation": {"fraction": 0.05, "min_docs": 2, "max_docs": 20},
+            "sources": {s: {"weight": float(weights.get(s, 0.0))} for s in sources}}
+
+
+def shrink_spec(spec_name: str | Path, out_dir: Path, docs: int = 60, budget_tokens: int = 40_000,
+                seq_len: int = 64, vocab_size: int = 512, output_dir: Path | None = None) -> Spec:
+    """Write a tiny copy of a spec into ``out_dir`` (same name) and return it loaded."""
+    path = find_spec(spec_name)
+    original = load_spec(path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["name"] = original.name
+    data["data_root"] = str(original.root)
+    data["output_dir"] = str(output_dir or out_dir / "runs")
+    data.pop("pipeline", None)
+    for source in data["sources"].values():
+        source["limit"] = min(int(source.get("limit") or docs), docs)
+    weights = None
+    if original.mixture is not None:
+        weights = {s: float(m.weight if m.weight is not None else m.tokens or 0)
+                   for s, m in original.mixture.sources.items()}
+    data["mixture"] = tiny_mixture(sorted(data["sources"]), weights, budget_tokens, seq_len, vocab_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{original.name}.yaml"
+    out.write_text(f"# tiny copy of {path} for CPU runs\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_spec(out)
+
+
+def drop_empty_sources(spec: Spec, kept_docs: dict[str, int]) -> Spec:
+    """Rewrite a tiny copy so sources whose every document was filtered out get weight 0 (they cannot train)."""
+    empty = sorted(s for s, n in kept_docs.items() if n == 0)
+    if not empty or spec.mixture is None:
+        return spec
+    path = Path(spec.spec_path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for source in empty:
+        data["mixture"]["sources"][source]["weight"] = 0.0
+    if all(data["mixture"]["sources"][s]["weight"] == 0 for s in data["mixture"]["sources"]):
+        raise ValueError(f"{path}: every source lost all its documents to filtering; raise the document limit")
+    note = f"# weight 0 for {', '.join(empty)}: no document of the first {spec.sources[empty[0]].limit} passed\n"
+    path.write_text(note + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_spec(path)

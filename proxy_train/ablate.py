@@ -1,0 +1,224 @@
+"""Ablations: one proxy per mixture and seed with an identical budget, evaluated, compared with uncertainty.
+
+Layout of ``ablations/<name>/``: ``config.json`` (the settings every proxy shares), ``proxies/<mix>/seed-<k>/``
+(each proxy's training output), ``results.parquet`` (one row per mix, seed and metric), ``curves.parquet``
+(training loss per step) and the report (``report.md`` with SVG plots, from :mod:`mixtures.ablation_stats`).
+
+What differs between the proxies of one ablation: the mixture and the *init seed* (model initialisation).
+What is shared: model size, token budget, batch, learning-rate schedule, tokenizer setting (each mix's spec)
+and the *data-order seed* (StreamingDataset shuffle). Finished (mix, seed) pairs are read back, never retrained;
+an interrupted proxy resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mixtures import ablation_stats
+from mixtures.spec import Spec, load_spec
+from mixtures.tiny import drop_empty_sources, shrink_spec
+from proxy_train import data
+from proxy_train.train import TrainConfig, latest_checkpoint, train
+
+log = logging.getLogger(__name__)
+
+INIT_SEED_BASE = 17  # seed k of an ablation initialises its model with INIT_SEED_BASE + k
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The settings every proxy of an ablation shares (config.json); changing them needs a new name."""
+
+    proxy: str = "tiny"
+    tokens: int | None = None  # token budget per proxy (default: the size's)
+    global_batch: int | None = None
+    data_seed: int = data.SHUFFLE_SEED
+    init_seed_base: int = INIT_SEED_BASE
+    mc_tasks: tuple[str, ...] = ()
+    mc_limit: int | None = None
+    bootstrap_seed: int = 0
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The proxy's training config for seed index ``seed``."""
+        return TrainConfig(size=self.proxy, tokens=self.tokens, global_batch=self.global_batch,
+                           seed=self.init_seed_base + seed, data_seed=self.data_seed, device="auto")
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A mixture to ablate: its name and the run directory that holds its streams.yaml."""
+
+    name: str
+    run_dir: Path
+
+
+@dataclass
+class Ablation:
+    """One ablation directory: its config, its mixes, and what is already done."""
+
+    root: Path
+    config: AblationConfig
+    mixes: list[Mix] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / "results.parquet"
+
+    @property
+    def curves_path(self) -> Path:
+        return self.root / "curves.parquet"
+
+    def proxy_dir(self, mix: str, seed: int) -> Path:
+        """Where the proxy of ``mix`` and seed index ``seed`` trains."""
+        return self.root / "proxies" / mix / f"seed-{seed}"
+
+    def done(self) -> set[tuple[str, int]]:
+        """(mix, seed) pairs with results recorded."""
+        if not self.results_path.is_file():
+            return set()
+        table = pd.read_parquet(self.results_path, columns=["mix", "seed"])
+        return {(m, int(s)) for m, s in zip(table["mix"], table["seed"], strict=True)}
+
+
+def open_ablation(root: Path, config: AblationConfig) -> Ablation:
+    """Create ``root`` with config.json, or check that an existing one was made with the same settings."""
+    file = root / "config.json"
+    wanted = json.loads(json.dumps(asdict(config)))
+    if file.is_file():
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        differ = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        if differ:
+            raise ValueError(f"{file}: this ablation was started with other settings ({', '.join(differ)}: "
+                             f"{[saved.get(k) for k in differ]} there, {[wanted[k] for k in differ]} now); "
+                             f"use the same settings to resume, or another --name")
+    root.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Ablation(root=root, config=config)
+
+
+def _append(path: Path, rows: pd.DataFrame) -> None:
+    """Append rows to a Parquet table (rewritten whole; these tables are small)."""
+    table = pd.concat([pd.read_parquet(path), rows], ignore_index=True) if path.is_file() else rows
+    tmp = path.with_suffix(".tmp")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def train_proxy(ablation: Ablation, mix: Mix, seed: int) -> Path:
+    """Train (or resume, or reuse) the proxy of ``mix`` and ``seed``; returns its output directory."""
+    out = ablation.proxy_dir(mix.name, seed)
+    if (out / "summary.parquet").is_file():
+        log.info("%s seed %d: proxy already trained, reusing %s", mix.name, seed, out)
+        return out
+    return train(mix.run_dir, ablation.config.train_config(seed), out=out, resume=latest_checkpoint(out) is not None)
+
+
+def result_rows(metrics: dict[str, float], mix: str, seed: int, higher: dict[str, bool]) -> pd.DataFrame:
+    """Long-form result rows for one proxy."""
+    return pd.DataFrame([{"mix": mix, "seed": seed, "metric": k, "value": float(v), "higher_is_better": higher[k]}
+                         for k, v in sorted(metrics.items())])
+
+
+def curve_rows(out: Path, mix: str, seed: int) -> pd.DataFrame:
+    """The training loss curve of a proxy, labelled with its mix and seed."""
+    curve = pd.read_parquet(out / "metrics.parquet", columns=["step", "loss"])
+    return curve.assign(mix=mix, seed=seed)[ablation_stats.CURVE_COLUMNS]
+
+
+def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dict[str, bool]]:
+    """Score a trained proxy: ``bpb/<domain>`` (lower is better) and ``mc/<task>`` centered accuracy."""
+    from proxy_train.evaluate import evaluate
+
+    cfg = ablation.config
+    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks) or None, limit=cfg.mc_limit, device="auto")
+    results = json.loads((eval_dir / "results.json").read_text(encoding="utf-8"))
+    metrics = {f"bpb/{d}": v for d, v in results["bits_per_byte"].items()}
+    for row in results["mc"] if cfg.mc_tasks else []:
+        centered = row["acc_norm_centered"] if row["acc_norm_centered"] is not None else row["acc_centered"]
+        metrics[f"mc/{row['task']}"] = centered
+    return metrics, {k: k.startswith("mc/") for k in metrics}
+
+
+def run_ablation(ablation: Ablation, seeds: int) -> Path:
+    """Train and evaluate every missing (mix, seed) proxy, then write the report; returns report.md."""
+    done = ablation.done()
+    todo = [(m, s) for m in ablation.mixes for s in range(seeds) if (m.name, s) not in done]
+    log.info("ablation %s: %d mixes x %d seeds, %d already done, %d to train",
+             ablation.root.name, len(ablation.mixes), seeds, len(done), len(todo))
+    for i, (mix, seed) in enumerate(todo, 1):
+        log.info("ablation %s: proxy %d/%d: %s seed %d (init seed %d)", ablation.root.name, i, len(todo),
+                 mix.name, seed, ablation.config.init_seed_base + seed)
+        out = train_proxy(ablation, mix, seed)
+        metrics, higher = evaluate_proxy(ablation, out)
+        _append(ablation.curves_path, curve_rows(out, mix.name, seed))
+        _append(ablation.results_path, result_rows(metrics, mix.name, seed, higher))  # last: marks it done
+    return write_report(ablation, seeds)
+
+
+def shared_mean(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows ``bpb/shared_mean``: per proxy, mean bits-per-byte over the domains every mix was scored on."""
+    bpb = results[results.metric.str.startswith("bpb/")]
+    per_mix = bpb.groupby("mix")["metric"].agg(set)
+    if per_mix.empty:
+        return results.iloc[0:0]
+    shared = set.intersection(*per_mix)
+    if not shared:
+        return results.iloc[0:0]
+    rows = bpb[bpb.metric.isin(shared)].groupby(["mix", "seed"], as_index=False)["value"].mean()
+    return rows.assign(metric="bpb/shared_mean", higher_is_better=False)[ablation_stats.RESULT_COLUMNS]
+
+
+def write_report(ablation: Ablation, seeds: int) -> Path:
+    """The ablation's report.md from results.parquet and curves.parquet."""
+    results = pd.read_parquet(ablation.results_path)
+    results = results[results.seed < seeds]
+    results = pd.concat([results, shared_mean(results)], ignore_index=True)
+    curves = pd.read_parquet(ablation.curves_path) if ablation.curves_path.is_file() else pd.DataFrame(
+        columns=ablation_stats.CURVE_COLUMNS)
+    cfg = ablation.config
+    first = next(iter(ablation.root.glob("proxies/*/seed-0/summary.parquet")), None)
+    summary = pd.read_parquet(first).iloc[0].to_dict() if first is not None else {}
+    settings = {
+        "mixes": ", ".join(f"{m.name} ({m.run_dir})" for m in ablation.mixes) or "(from results.parquet)",
+        "seeds": f"{seeds} (seed k initialises the model with {cfg.init_seed_base} + k; same k on every mix)",
+        "proxy": f"{cfg.proxy}, {summary.get('params', '?')} parameters, {summary.get('steps', '?')} steps, "
+                 f"{summary.get('tokens', '?')} tokens each",
+        "data order": f"StreamingDataset shuffle seed {cfg.data_seed}, identical for every proxy",
+        "tokenizer": "each mix's spec setting (bits-per-byte does not depend on the tokenizer)",
+        "evaluation": "bits-per-byte on each mix's held-out validation stream per source; "
+                      + (f"MC tasks {', '.join(cfg.mc_tasks)} (centered accuracy, first {cfg.mc_limit} items)"
+                         if cfg.mc_tasks else "no MC tasks"),
+        "bpb/shared_mean": "mean over the domains every mix was scored on",
+    }
+    return ablation_stats.write_report(results, curves, ablation.root, ablation.root.name, settings,
+                                       seed=cfg.bootstrap_seed)
+
+
+def build_run(spec: Spec, tiny: bool = False) -> Path:
+    """The spec's run directory with a built mixture: clean and build it if streams.yaml is missing."""
+    from mixtures.build import build_mixture
+    from pipelines.run import run_clean
+
+    if (spec.run_dir / "streams.yaml").is_file():
+        return spec.run_dir
+    log.info("building mixture %s into %s", spec.name, spec.run_dir)
+    layout = run_clean(spec)
+    if tiny:
+        stats = json.loads(layout.stats.read_text(encoding="utf-8"))
+        spec = drop_empty_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
+    build_mixture(spec, layout.root)
+    return spec.run_dir
+
+
+def resolve_mix(arg: str, root: Path, tiny_docs: int | None) -> Mix:
+    """A run directory holding streams.yaml, or a spec (shrunk under ``root/specs`` when ``tiny_docs``)."""
+    if (Path(arg) / "streams.yaml").is_file():
+        return Mix(Path(arg).resolve().name, Path(arg).resolve())
+    tiny = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs") if tiny_docs else None
+    spec = tiny or load_spec(arg)
+    return Mix(spec.name, build_run(spec, tiny=bool(tiny_docs)))
