@@ -130,11 +130,14 @@ class LangIdFilter:
     min_score: float = 0.65
     per_paragraph: bool = False
     tag_only: bool = False
+    max_chars: int | None = None  # identify from the first N characters only (faster on long documents)
     name: str = "langid"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"langid: min_score must be in [0, 1], got {self.min_score}")
+        if self.max_chars is not None and self.max_chars <= 0:
+            raise ValueError(f"langid: max_chars must be positive, got {self.max_chars}")
         self.detector = make_backend(self.backend, self.model)
         self.wanted = set(self.langs)
 
@@ -144,7 +147,7 @@ class LangIdFilter:
     def __call__(self, doc: Document) -> Verdict:
         if self.per_paragraph:
             return self._paragraphs(doc)
-        lang, score = self.detector.predict([doc.text])[0]
+        lang, score = self.detector.predict([doc.text[:self.max_chars] if self.max_chars else doc.text])[0]
         tags = {"lang": lang, "lang_score": round(score, 4)}
         if self.tag_only or self._accepts(lang, score):
             return Verdict(True, tags=tags)

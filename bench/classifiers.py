@@ -1,0 +1,182 @@
+"""Language-ID backends and the quality classifier on the shared corpora, single core.
+
+Prints markdown tables:
+1. per backend (fastText lid.176.ftz, pycld2, py3langid, langdetect as C4 uses it): documents/s, MB/s and
+   accuracy on ``multilingual.jsonl.gz`` (gold language in ``meta.lang``), all on the same documents;
+2. accuracy per language (ISO 639-1 gold codes with enough documents);
+3. the quality classifier: positives wiki+papers+instruct vs raw web, trained as ``mixlab quality train`` does
+   (balanced, seeded, single thread), held-out ROC AUC / precision / recall, training time, and scoring
+   documents/s batched and one document at a time.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/classifiers.py [--per-lang 40] [--quality-docs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared")) / "corpora"
+sys.path.insert(0, str(REPO))
+
+from filters.base import Document  # noqa: E402
+from filters.langid import Cld2LID, FastTextLID  # noqa: E402
+from filters.quality import QualityModel, train_model  # noqa: E402
+from mixtures.quality_spec import QualitySpec  # noqa: E402
+from pipelines.quality_train import _write_train_file, evaluate, split_classes  # noqa: E402
+
+ISO1 = re.compile(r"^[a-z]{2}$")
+
+
+def read(name: str, limit: int | None = None) -> list[dict]:
+    with gzip.open(CORPORA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+        return list(itertools.islice(map(json.loads, f), limit))
+
+
+def lid_eval_set(per_lang: int, min_docs: int) -> list[dict]:
+    """Up to ``per_lang`` documents of every ISO 639-1 gold language with at least ``min_docs`` documents."""
+    rows = [r for r in read("multilingual") if ISO1.match(r["meta"].get("lang", ""))]
+    counts = Counter(r["meta"]["lang"] for r in rows)
+    taken: Counter[str] = Counter()
+    out = []
+    for r in rows:
+        lang = r["meta"]["lang"]
+        if counts[lang] >= min_docs and taken[lang] < per_lang:
+            taken[lang] += 1
+            out.append(r)
+    return out
+
+
+def langdetect_backend() -> Callable[[list[str]], list[str]]:
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    def one(text: str) -> str:
+        DetectorFactory.seed = 0
+        try:
+            return detect_langs(text)[0].lang.split("-")[0]
+        except LangDetectException:
+            return "und"
+
+    return lambda texts: [one(t) for t in texts]
+
+
+def py3langid_backend() -> Callable[[list[str]], list[str]]:
+    import py3langid
+
+    return lambda texts: [py3langid.classify(t)[0] for t in texts]
+
+
+def backends() -> dict[str, Callable[[list[str]], list[str]]]:
+    fast, cld2 = FastTextLID(), Cld2LID()
+    return {
+        "fastText lid.176.ftz (batch)": lambda texts: [lang for lang, _ in fast.predict(texts)],
+        "fastText lid.176.ftz (1 doc/call)": lambda texts: [fast.predict([t])[0][0] for t in texts],
+        "fastText lid.176.ftz (first 1000 chars)": lambda texts: [lang for lang, _ in fast.predict(
+            [t[:1000] for t in texts])],
+        "pycld2": lambda texts: [lang for lang, _ in cld2.predict(texts)],
+        "pycld2 (first 1000 chars)": lambda texts: [lang for lang, _ in cld2.predict([t[:1000] for t in texts])],
+        "py3langid": py3langid_backend(),
+        "langdetect (C4, seed 0)": langdetect_backend(),
+    }
+
+
+def bench_lid(per_lang: int, min_docs: int) -> None:
+    rows = lid_eval_set(per_lang, min_docs)
+    texts, gold = [r["text"] for r in rows], [r["meta"]["lang"] for r in rows]
+    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    langs = sorted(set(gold))
+    print(f"\n### Language ID on multilingual.jsonl.gz: {len(rows)} documents ({mb:.1f} MB), {len(langs)} languages "
+          f"(<= {per_lang} docs each, ISO 639-1 gold codes with >= {min_docs} docs)\n")
+    print("| backend | docs/s | MB/s | accuracy | seconds |")
+    print("|---|---:|---:|---:|---:|")
+    per_lang_acc: dict[str, dict[str, float]] = defaultdict(dict)
+    for name, predict in backends().items():
+        started = time.perf_counter()
+        pred = predict(texts)
+        seconds = time.perf_counter() - started
+        right = [p == g for p, g in zip(pred, gold, strict=True)]
+        print(f"| {name} | {len(texts) / seconds:,.0f} | {mb / seconds:.2f} | {sum(right) / len(right):.3f} "
+              f"| {seconds:.2f} |")
+        for lang in langs:
+            hits = [ok for ok, g in zip(right, gold, strict=True) if g == lang]
+            per_lang_acc[lang][name] = sum(hits) / len(hits)
+    names = [n for n in backends() if "(" not in n or "batch" in n or "seed" in n]
+    print("\n### Accuracy per language\n")
+    print("| lang | docs | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    n_docs = Counter(gold)
+    for lang in langs:
+        print(f"| {lang} | {n_docs[lang]} | " + " | ".join(f"{per_lang_acc[lang][n]:.2f}" for n in names) + " |")
+
+
+def docs_of(name: str, limit: int) -> list[Document]:
+    return [Document(id=r["id"], text=r["text"], source=name) for r in read(name, limit)]
+
+
+def bench_quality(max_docs: int, seed: int) -> None:
+    per_source = max_docs
+    docs = {name: docs_of(name, per_source) for name in ("wiki", "papers", "instruct", "web")}
+    q = QualitySpec(positive=["wiki", "papers", "instruct"], negative=["web"], max_docs=max_docs, seed=seed)
+    split = split_classes(docs, q)
+    params = q.model_dump(include={"seed", "epoch", "lr", "word_ngrams", "dim", "bucket", "min_count"})
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file, model_file = Path(tmp) / "train.txt", Path(tmp) / "model.bin"
+        _write_train_file(train_file, split["train"], q.seed)
+        started = time.perf_counter()
+        train_model(train_file, model_file, **params)
+        train_s = time.perf_counter() - started
+        model = QualityModel(model_file, q.max_chars)
+        ev = evaluate(model, split["holdout"])
+        web = [d.text for d in docs["web"]]
+        mb = sum(len(t.encode("utf-8")) for t in web) / 1e6
+        started = time.perf_counter()
+        model.score(web)
+        batch_s = time.perf_counter() - started
+        started = time.perf_counter()
+        for t in web:
+            model.score([t])
+        single_s = time.perf_counter() - started
+        size_mb = model_file.stat().st_size / 1e6
+    n_train = sum(map(len, split["train"].values()))
+    print(f"\n### Quality classifier: wiki+papers+instruct (hq) vs raw web (lq), {n_train} training and "
+          f"{ev['holdout_docs']} held-out documents, seed {seed}\n")
+    print("| hyper-parameters | train s | model MB | ROC AUC | precision@0.5 | recall@0.5 | accuracy |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    hp = ", ".join(f"{k}={v}" for k, v in params.items())
+    print(f"| {hp}, max_chars={q.max_chars} | {train_s:.1f} | {size_mb:.1f} | {ev['roc_auc']:.3f} "
+          f"| {ev['precision']:.3f} | {ev['recall']:.3f} | {ev['accuracy']:.3f} |")
+    print("\n| held-out source | docs | mean quality_score |")
+    print("|---|---:|---:|")
+    for source, st in ev["by_source"].items():
+        print(f"| {source} | {st['docs']} | {st['mean_score']:.3f} |")
+    print(f"\n| quality scoring on web.jsonl.gz ({len(web)} docs, {mb:.1f} MB) | docs/s | MB/s |")
+    print("|---|---:|---:|")
+    print(f"| batched (one predict call) | {len(web) / batch_s:,.0f} | {mb / batch_s:.2f} |")
+    print(f"| one document per call | {len(web) / single_s:,.0f} | {mb / single_s:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-lang", type=int, default=40, help="documents per language for language ID")
+    parser.add_argument("--min-docs", type=int, default=20, help="languages with fewer gold documents are skipped")
+    parser.add_argument("--quality-docs", type=int, default=2000, help="documents per class for the classifier")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    bench_lid(args.per_lang, args.min_docs)
+    bench_quality(args.quality_docs, args.seed)
+
+
+if __name__ == "__main__":
+    main()
