@@ -110,9 +110,12 @@ def ranking_stability(results: pd.DataFrame) -> pd.DataFrame:
     for metric in sorted(results.metric.unique()):
         wide = _wide(results, metric).dropna(axis=1, how="all").dropna(axis=0)
         taus = []
-        for s1, s2 in itertools.combinations(wide.index, 2):
-            tau = kendalltau(wide.loc[s1], wide.loc[s2]).statistic
-            taus.append(0.0 if np.isnan(tau) else float(tau))
+        pairs = itertools.combinations(wide.index, 2) if wide.shape[1] > 1 else []
+        for s1, s2 in pairs:
+            a, b = wide.loc[s1].to_numpy(float), wide.loc[s2].to_numpy(float)
+            # a seed that ties every mix has no ranking: count it as no agreement (tau 0)
+            tau = kendalltau(a, b).statistic if np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+            taus.append(float(tau))
         rows.append({"metric": metric, "mixes": wide.shape[1], "seed_pairs": len(taus),
                      "mean_tau": float(np.mean(taus)) if taus else float("nan"),
                      "min_tau": float(np.min(taus)) if taus else float("nan")})
@@ -196,7 +199,10 @@ def _pairwise_table(pairs: pd.DataFrame) -> list[str]:
 def _stability_table(stability: pd.DataFrame) -> list[str]:
     lines = ["| metric | mixes | seed pairs | mean Kendall tau | min Kendall tau |", "|---|---|---|---|---|"]
     for r in stability.itertuples():
-        lines.append(f"| {r.metric} | {r.mixes} | {r.seed_pairs} | {r.mean_tau:.2f} | {r.min_tau:.2f} |")
+        if r.seed_pairs:
+            lines.append(f"| {r.metric} | {r.mixes} | {r.seed_pairs} | {r.mean_tau:.2f} | {r.min_tau:.2f} |")
+        else:
+            lines.append(f"| {r.metric} | {r.mixes} | 0 | n/a (needs 2 mixes and 2 seeds) | n/a |")
     return lines
 
 

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy_train.commands import add_parser as add_proxy_parser  # argparse only; torch loads in the handlers
 
     add_proxy_parser(sub)
+    from proxy_train.ablate_cli import add_parsers as add_ablate_parsers  # argparse only, like the above
+
+    add_ablate_parsers(sub)
     return parser
 
 

@@ -91,3 +91,8 @@ def test_report_has_tables_and_plots(tmp_path: Path) -> None:
     for name in ("bpb.svg", "mc.svg", "loss_curves.svg", "summary.csv", "pairwise.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "bpb.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_ranking_stability_needs_two_mixes() -> None:
+    row = st.ranking_stability(_results({"a": [1.0, 2.0]})).iloc[0]
+    assert row.seed_pairs == 0 and np.isnan(row.mean_tau)
