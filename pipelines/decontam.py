@@ -1,0 +1,184 @@
+"""Decontamination and PII in a run: build the eval index once, list every hit, report per source and per task.
+
+- :func:`prepare_decontam` (called by ``run_clean`` before the pipeline) builds each ``decontam`` step's index
+  into ``runs/<mix>/decontam/index-<key>.npz`` and fills ``index_path`` into the step, so Beam workers only load it.
+- :func:`write_decontam_outputs` (called by the report) writes ``runs/<mix>/decontam/hits.parquet``, one row per
+  (document, eval item) with the action taken, and returns the report's markdown section with contamination per
+  source and per task and PII masks per source.
+- :func:`clean_items` gives the proxy evaluation, per task, the items no document of the run overlapped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from filters.decontam import EvalIndex, bind_run
+from mixtures.spec import Spec, SpecError
+
+HITS_SCHEMA = pa.schema([("source", pa.string()), ("doc_id", pa.string()), ("task", pa.string()),
+                         ("item_id", pa.string()), ("ngrams", pa.int64()), ("action", pa.string()),
+                         ("kept", pa.bool_())])
+PII_KINDS = ("email", "ip", "phone")
+
+
+def decontam_dir(run_dir: Path) -> Path:
+    """Where a run keeps its eval index and hits."""
+    return Path(run_dir) / "decontam"
+
+
+def prepare_decontam(spec: Spec) -> Spec:
+    """Build every ``decontam`` step's eval index once, in the run directory, and point the step at it."""
+    sources = dict(spec.sources)
+    for name, src in spec.sources.items():
+        steps = list(src.filters)
+        for i, step in enumerate(steps):
+            if step.name != "decontam":
+                continue
+            try:
+                params = bind_run(dict(step.params), spec.run_dir)
+            except (ValueError, TypeError, OSError) as err:
+                raise SpecError(f"{spec.spec_path}: sources.{name}.filters.{i}: decontam: {err}") from err
+            steps[i] = step.model_copy(update={"params": params})
+        sources[name] = src.model_copy(update={"filters": steps})
+    return spec.model_copy(update={"sources": sources})
+
+
+def _meta_rows(directory: Path, key: str) -> list[dict[str, Any]]:
+    """Rows (id, source, meta as dict) of a run's Parquet directory whose meta JSON mentions ``key``."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*/*.parquet")):
+        table = pq.read_table(path, columns=["id", "source", "meta"])
+        if table.num_rows == 0:
+            continue
+        table = table.filter(pc.fill_null(pc.match_substring(table["meta"], f'"{key}"'), False))
+        rows.extend({**r, "meta": json.loads(r["meta"])} for r in table.to_pylist())
+    return rows
+
+
+def collect_hits(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per (document, eval item) from kept and removed documents' ``meta["contamination"]``."""
+    hits = []
+    for directory, kept in ((Path(run_dir) / "docs", True), (Path(run_dir) / "removed", False)):
+        for row in _meta_rows(directory, "contamination"):
+            for rec in row["meta"].get("contamination", []):
+                hits.append({"source": row["source"], "doc_id": row["id"], "task": rec["task"],
+                             "item_id": rec["item"], "ngrams": rec["ngrams"], "action": rec["action"],
+                             "kept": kept})
+    return sorted(hits, key=lambda h: (h["source"], h["doc_id"], h["task"], h["item_id"]))
+
+
+def pii_counts(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Per source: kept documents with PII masked and masks per kind."""
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in _meta_rows(Path(run_dir) / "docs", "pii"):
+        counts = row["meta"].get("pii") or {}
+        if counts:
+            out[row["source"]]["docs"] += 1
+            out[row["source"]].update(counts)
+    return {s: dict(c) for s, c in sorted(out.items())}
+
+
+def load_indexes(run_dir: Path) -> list[EvalIndex]:
+    """Every eval index built for this run."""
+    return [EvalIndex.load(p) for p in sorted(decontam_dir(run_dir).glob("index-*.npz"))]
+
+
+def _uses(spec: Spec, name: str) -> bool:
+    return any(step.name == name for src in spec.sources.values() for step in src.filters)
+
+
+def _contamination_tables(hits: list[dict[str, Any]], indexes: list[EvalIndex]) -> list[str]:
+    out = ["| source | docs hit | dropped | spans removed | tagged | eval items hit |",
+           "|---|---:|---:|---:|---:|---:|"]
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for h in hits:
+        by_source[h["source"]].append(h)
+    for source, rows in sorted(by_source.items()):
+        actions = {a: len({h["doc_id"] for h in rows if h["action"] == a}) for a in ("drop", "remove_span", "tag")}
+        out.append(f"| {source} | {len({h['doc_id'] for h in rows}):,} | {actions['drop']:,} | "
+                   f"{actions['remove_span']:,} | {actions['tag']:,} | "
+                   f"{len({(h['task'], h['item_id']) for h in rows}):,} |")
+    items: dict[str, set[str]] = defaultdict(set)
+    short: Counter[str] = Counter()
+    for index in indexes:
+        for task, ids in index.items_of_task().items():
+            items[task] |= ids
+        short.update(index.short_items)
+    out += ["", "| task | items | items hit | clean items | shorter than n (never hit) | docs hit | sources |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for task in sorted(set(items) | {h["task"] for h in hits}):
+        rows = [h for h in hits if h["task"] == task]
+        hit_items = {h["item_id"] for h in rows}
+        docs = Counter(s for s, _ in {(h["source"], h["doc_id"]) for h in rows})
+        sources = ", ".join(f"{s} {n}" for s, n in sorted(docs.items()))
+        out.append(f"| {task} | {len(items[task]):,} | {len(hit_items):,} | {len(items[task] - hit_items):,} | "
+                   f"{short[task]:,} | {sum(docs.values()):,} | {sources or '-'} |")
+    return out
+
+
+def render_section(hits: list[dict[str, Any]], indexes: list[EvalIndex], pii: dict[str, dict[str, int]],
+                   decontam: bool, masked: bool) -> str:
+    """Markdown: contamination per source and per task, and PII masks per source."""
+    out = ["", "## Contamination and PII", ""]
+    if decontam:
+        n = indexes[0].n if indexes else "?"
+        out += [f"Eval items share a normalised {n}-gram with these documents (every hit: "
+                "`decontam/hits.parquet`; per document: `meta.contamination`).", ""]
+        out += _contamination_tables(hits, indexes)
+    if masked:
+        out += ["", "| source | kept docs with PII | e-mails | IP addresses | phone numbers |",
+                "|---|---:|---:|---:|---:|"]
+        out += [f"| {s} | {c.get('docs', 0):,} | " + " | ".join(f"{c.get(k, 0):,}" for k in PII_KINDS) + " |"
+                for s, c in pii.items()]
+        if not pii:
+            out.append("| (none) | 0 | 0 | 0 | 0 |")
+    return "\n".join(out) + "\n"
+
+
+def write_decontam_outputs(spec: Spec, run_dir: Path) -> str:
+    """Write ``decontam/hits.parquet`` and return the report section ('' when the spec uses neither filter)."""
+    decontam, masked = _uses(spec, "decontam"), _uses(spec, "pii")
+    if not (decontam or masked):
+        return ""
+    hits = collect_hits(run_dir) if decontam else []
+    if decontam:
+        decontam_dir(run_dir).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(hits, schema=HITS_SCHEMA), decontam_dir(run_dir) / "hits.parquet")
+    return render_section(hits, load_indexes(run_dir) if decontam else [], pii_counts(run_dir) if masked else {},
+                          decontam, masked)
+
+
+def contaminated_items(run_dir: Path, kept_only: bool = False) -> dict[str, set[str]]:
+    """Per task, the eval items some document of the run overlapped (``kept_only``: a document still trained on)."""
+    path = decontam_dir(run_dir) / "hits.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no decontamination hits; run a spec with a decontam step first")
+    out: dict[str, set[str]] = defaultdict(set)
+    for h in pq.read_table(path).to_pylist():
+        if not kept_only or h["kept"]:
+            out[h["task"]].add(h["item_id"])
+    return dict(out)
+
+
+def clean_items(run_dir: Path, kept_only: bool = False) -> dict[str, set[str]]:
+    """Per task, the eval items no document of the run overlapped: the clean subset to score a proxy on.
+
+    By default an item is unclean when any document that reached the decontam step overlapped it, whatever was
+    done to that document (GPT-3's convention); ``kept_only`` counts only documents still in the mixture.
+    """
+    indexes = load_indexes(run_dir)
+    if not indexes:
+        raise FileNotFoundError(f"{decontam_dir(run_dir)}: no eval index; run a spec with a decontam step first")
+    dirty = contaminated_items(run_dir, kept_only)
+    out: dict[str, set[str]] = defaultdict(set)
+    for index in indexes:
+        for task, ids in index.items_of_task().items():
+            out[task] |= ids
+    return {task: ids - dirty.get(task, set()) for task, ids in sorted(out.items())}
