@@ -80,6 +80,10 @@ def connect(run_dir: Path) -> Any:
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
     for name, sql in VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
+    hits = Path(run_dir) / "decontam" / "hits.parquet"  # (document, eval item) hits of a decontam step
+    if hits.exists():
+        path = str(hits).replace("'", "''")
+        con.execute(f"CREATE VIEW contamination AS SELECT * FROM read_parquet('{path}')")
     return con
 
 

@@ -22,6 +22,7 @@ from filters.decontam import (
     tokenize,
 )
 from filters.pii import pii
+from mixtures.catalogue import TABLES, connect, write_table
 from mixtures.spec import SourceSpec, Spec, Step
 from pipelines.decontam import clean_items, contaminated_items
 from pipelines.run import run_clean
@@ -183,3 +184,7 @@ def test_pipeline_run_writes_hits_report_and_clean_items(tmp_path: Path, evals: 
             for r in pq.read_table(p).to_pylist()}
     assert "<EMAIL>" in kept["dirty"] and "<PHONE>" in kept["clean"]
     assert pii().mask(kept["clean"])[1] == {}
+    for table in TABLES:  # an empty mixture catalogue: the contamination view comes from the run's hits
+        write_table(layout.root, table, [])
+    by_task = connect(layout.root).sql("SELECT task, count(*) AS n FROM contamination GROUP BY task").fetchall()
+    assert by_task == [("boolq", 1)]
