@@ -133,6 +133,13 @@ def _add(edits: dict[str, int], reason: str, chars: int) -> None:
     edits[reason] = edits.get(reason, 0) + chars
 
 
+def _edits(rare: dict[str, int], no_endmark: int, too_short: int, citation: int) -> dict[str, int]:
+    for reason, chars in (("c4.no_endmark", no_endmark), ("c4.too_short", too_short), ("c4.citation", citation)):
+        if chars:
+            rare[reason] = chars
+    return rare
+
+
 @dataclass(slots=True)
 class C4Cleaner:
     """TFDS ``clean_page``: line rules in TFDS order, then >= ``min_num_sentences`` punkt sentences."""
@@ -154,36 +161,37 @@ class C4Cleaner:
     def clean_lines(self, lines: Iterable[str]) -> tuple[list[str], str | None, dict[str, int]]:
         """Apply the line rules: (kept lines, page drop reason or None, chars removed per line reason)."""
         kept: list[str] = []
-        edits: dict[str, int] = {}
+        rare: dict[str, int] = {}
+        no_endmark = too_short = citation = 0  # the common line drops, counted in locals for speed
         max_word, min_words = self.max_word_length, self.min_words_per_line
         for raw in lines:
             line = raw.strip()
-            if has_too_long_word(line, max_word):
-                _add(edits, "c4.too_long_word", len(line))
+            if len(line) > max_word and has_too_long_word(line, max_word):
+                _add(rare, "c4.too_long_word", len(line))
                 continue
-            stripped = strip_citations(line)
-            if len(stripped) != len(line):
-                _add(edits, "c4.citation", len(line) - len(stripped))
+            if "[" in line:
+                stripped = strip_citations(line)
+                citation += len(line) - len(stripped)
                 line = stripped
             if lacks_end_mark(line):
-                _add(edits, "c4.no_endmark", len(line))
+                no_endmark += len(line)
                 continue
             if is_too_short(line, min_words):
-                _add(edits, "c4.too_short", len(line))
+                too_short += len(line)
                 continue
             lower = line.lower()
             if has_lorem_ipsum(lower):
-                return kept, "c4.lorem_ipsum", edits
+                return kept, "c4.lorem_ipsum", _edits(rare, no_endmark, too_short, citation)
             if mentions_javascript(lower):
-                _add(edits, "c4.javascript", len(line))
+                _add(rare, "c4.javascript", len(line))
                 continue
             if has_curly_bracket(line):
-                return kept, "c4.curly_bracket", edits
+                return kept, "c4.curly_bracket", _edits(rare, no_endmark, too_short, citation)
             if is_policy_line(lower):
-                _add(edits, "c4.policy", len(line))
+                _add(rare, "c4.policy", len(line))
                 continue
             kept.append(line)
-        return kept, None, edits
+        return kept, None, _edits(rare, no_endmark, too_short, citation)
 
     def enough_sentences(self, kept: list[str]) -> bool:
         """TFDS sums punkt sentences per kept line; every kept line holds at least one, so count lazily."""
