@@ -26,6 +26,7 @@ from mixtures.spec import SourceSpec, Spec, SpecError, Step, load_spec
 log = logging.getLogger(__name__)
 
 HIST_BINS = 20
+CROSS_SOURCE_SECTIONS = ("dedup", "mixture", "quality")
 
 
 def model_path(spec: Spec) -> Path:
@@ -39,11 +40,15 @@ def _without_quality(src: SourceSpec) -> SourceSpec:
 
 
 def training_spec(spec: Spec) -> Spec:
-    """The spec's positive and negative sources with their chains minus ``quality``, run under quality/."""
+    """The spec's positive and negative sources with their own chains minus ``quality``, run under quality/.
+
+    Sections that span sources (dedup, mixture, quality) are dropped: they may name sources the sub-run lacks.
+    """
     q = _quality(spec)
     sources = {name: _without_quality(spec.sources[name]) for name in (*q.positive, *q.negative)}
+    cross_source = {k: None for k in CROSS_SOURCE_SECTIONS if k in Spec.model_fields}
     return spec.model_copy(update={"name": "train_docs", "output_dir": str(spec.run_dir / "quality"),
-                                   "sources": sources, "quality": None, "mixture": None})
+                                   "sources": sources, **cross_source})
 
 
 def _quality(spec: Spec) -> QualitySpec:
