@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -18,6 +19,8 @@ def train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = config_from_args({**vars(args), "size": args.config})
     out = run_training(args.run_dir, cfg, out=args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     rows = read_jsonl(out / "metrics.jsonl")
     if rows:
         print(f"trained {rows[-1]['step']} steps, {rows[-1]['tokens']} tokens, final loss {rows[-1]['loss']:.4f}")

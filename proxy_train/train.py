@@ -422,10 +422,7 @@ def train(run_dir: str | Path, cfg: TrainConfig, out: str | Path | None = None, 
     out = Path(out) if out is not None else run_dir / "proxy" / cfg.size
     world = init_world("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     latest = _prepare_output(out, cfg, resume, world)
-    if world.size > 1:
-        dist.barrier()
-    if world.main:
-        data.clean_shared_memory()
+    data.clean_shared_memory()  # collective under DDP: every rank calls it
     trainer = build_trainer(run_dir, cfg, out, world, callbacks)
     log.info("proxy %s: %d params, %d steps x %d sequences x %d tokens, backend %s, %d rank(s) on %s",
              cfg.size, trainer.model.num_params(), trainer.total_steps, cfg.global_batch, trainer.mix.max_seq_len,

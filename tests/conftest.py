@@ -23,3 +23,11 @@ def corpora() -> Path:
     if not CORPORA.is_dir():
         pytest.fail(f"shared corpora not found at {CORPORA}; set MIXLAB_SHARED")
     return CORPORA
+
+
+@pytest.fixture(scope="session")
+def tiny_mixture(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Path:
+    """A tiny web + wiki mixture run directory (tokenizer, MDS streams, streams.yaml) for proxy tests."""
+    from proxy_train.testing import build_corpus_mixture
+
+    return build_corpus_mixture(tmp_path_factory.mktemp("tiny_mixture"), corpora)
