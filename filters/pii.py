@@ -18,6 +18,7 @@ Precision first, because code and papers are full of strings that look like PII 
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
@@ -116,15 +117,17 @@ RULES: dict[str, list[tuple[re.Pattern[str], Callable[[re.Match[str]], bool]]]] 
 
 def find_pii(text: str, kinds: Sequence[str] = KINDS) -> list[tuple[int, int, str]]:
     """Non-overlapping ``(start, end, kind)`` spans of PII in ``text``, in order."""
-    spans: list[tuple[int, int, str]] = []
+    spans: list[tuple[int, int, str]] = []  # sorted, non-overlapping
     for kind in KINDS:
         if kind not in kinds:
             continue
         for pattern, valid in RULES[kind]:
             for m in pattern.finditer(text):
-                if valid(m) and not any(s < m.end() and m.start() < e for s, e, _ in spans):
-                    spans.append((m.start(), m.end(), kind))
-    return sorted(spans)
+                i = bisect.bisect_left(spans, (m.start(),))
+                free = (i == 0 or spans[i - 1][1] <= m.start()) and (i == len(spans) or m.end() <= spans[i][0])
+                if free and valid(m):
+                    spans.insert(i, (m.start(), m.end(), kind))
+    return spans
 
 
 @dataclass
