@@ -7,12 +7,15 @@ without a ``mixture:`` section gets equal weights over its sources.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mixtures.spec import Spec, find_spec, load_spec
+
+log = logging.getLogger(__name__)
 
 
 def tiny_mixture(sources: list[str], weights: dict[str, float] | None, budget_tokens: int,
@@ -48,17 +51,26 @@ def shrink_spec(spec_name: str | Path, out_dir: Path, docs: int = 60, budget_tok
     return load_spec(out)
 
 
-def drop_empty_sources(spec: Spec, kept_docs: dict[str, int]) -> Spec:
-    """Rewrite a tiny copy so sources whose every document was filtered out get weight 0 (they cannot train)."""
-    empty = sorted(s for s, n in kept_docs.items() if n == 0)
-    if not empty or spec.mixture is None:
+def drop_thin_sources(spec: Spec, kept_docs: dict[str, int], min_docs: int = 3) -> Spec:
+    """Rewrite a tiny copy without the sources that kept fewer than ``min_docs`` documents.
+
+    Filters may leave a source of a tiny copy (nearly) empty; it cannot hold out validation text then. The copy
+    says which sources it left out, in a comment at its top.
+    """
+    thin = sorted(s for s, n in kept_docs.items() if n < min_docs)
+    if not thin:
         return spec
+    if len(thin) == len(spec.sources):
+        raise ValueError(f"{spec.spec_path}: no source kept {min_docs} documents after filtering; "
+                         "raise the document limit")
     path = Path(spec.spec_path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for source in empty:
-        data["mixture"]["sources"][source]["weight"] = 0.0
-    if all(data["mixture"]["sources"][s]["weight"] == 0 for s in data["mixture"]["sources"]):
-        raise ValueError(f"{path}: every source lost all its documents to filtering; raise the document limit")
-    note = f"# weight 0 for {', '.join(empty)}: no document of the first {spec.sources[empty[0]].limit} passed\n"
+    for source in thin:
+        del data["sources"][source]
+        data.get("mixture", {}).get("sources", {}).pop(source, None)
+    note = "".join(f"# left out {s}: {kept_docs[s]} of its first {spec.sources[s].limit} documents passed the "
+                   f"filters\n" for s in thin)
     path.write_text(note + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    log.warning("tiny copy %s: left out %s (fewer than %d documents passed the filters)", path.name,
+                ", ".join(thin), min_docs)
     return load_spec(path)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mixtures import ablation_stats
 from mixtures.spec import Spec, load_spec
-from mixtures.tiny import drop_empty_sources, shrink_spec
+from mixtures.tiny import drop_thin_sources, shrink_spec
 from proxy_train import data
 from proxy_train.train import TrainConfig, latest_checkpoint, train
 
@@ -210,7 +210,7 @@ def build_run(spec: Spec, tiny: bool = False) -> Path:
     layout = run_clean(spec)
     if tiny:
         stats = json.loads(layout.stats.read_text(encoding="utf-8"))
-        spec = drop_empty_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
+        spec = drop_thin_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
     build_mixture(spec, layout.root)
     return spec.run_dir
 

@@ -112,3 +112,26 @@ def test_written_spec_is_valid_and_states_the_prediction(tmp_path: Path) -> None
     assert spec.name == "mix_v2"
     assert spec.mixture.sources["wiki"].weight == 0.6 and spec.mixture.sources["wiki"].epoch_cap == 8
     assert spec.root == (tmp_path / "data").resolve()
+
+
+def test_propose_trains_proxies_and_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixtures.spec import find_spec
+    from mixtures.tiny import shrink_spec
+    from proxy_train.proposer import ProposeConfig, run
+
+    origin = find_spec("mix_v1.yaml").resolve()
+    spec = shrink_spec(origin, tmp_path / "specs", docs=40, output_dir=tmp_path / "runs")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mix_v3.yaml").write_text("")  # the next free number is 4
+    cfg = ProposeConfig(proxies=6, tokens=8 * 64 * 3, regressor="linear", n_search=500, top_k=8)
+    path = run(spec, cfg, tmp_path / "work", tmp_path / "out", origin=origin)
+
+    assert path.name == "mix_v4.yaml"
+    assert len(list((tmp_path / "work" / "proxies").glob("p*/score.json"))) == 6
+    text = path.read_text()
+    assert "# Proposed by `mixlab propose` from mix_v1.yaml: 6 proxies, linear regression." in text
+    assert "Predicted bpb/mean (lower is better):" in text
+    proposed = load_spec(path)
+    weights = {s: m.weight for s, m in proposed.mixture.sources.items()}
+    assert set(weights) == set(proposed.sources) and sum(weights.values()) == pytest.approx(1.0, abs=1e-4)
+    assert proposed.root == spec.root
