@@ -6,7 +6,6 @@ only in the data their streams hold. ``streaming`` is imported through :mod:`mix
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,21 +118,26 @@ def collate(samples: list[dict]) -> dict:
 
 
 def token_byte_lengths(tokenizer_path: Path) -> np.ndarray:
-    """UTF-8 bytes each token id stands for (0 for special tokens), from a `tokenizers` JSON file."""
-    spec = json.loads(Path(tokenizer_path).read_text())
-    vocab: dict[str, int] = spec["model"]["vocab"]
-    if isinstance(vocab, list):  # Unigram: [[piece, score], ...]
-        vocab = {piece: i for i, (piece, _) in enumerate(vocab)}
-    special = {tok["id"] for tok in spec.get("added_tokens", []) if tok.get("special")}
-    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) + json.dumps(spec.get("decoder"))
-    lengths = np.zeros(max([*vocab.values(), *special, 0]) + 1, dtype=np.int64)
-    for piece, idx in vocab.items():
+    """UTF-8 bytes each token id stands for (0 for special tokens), from a `tokenizers` JSON file.
+
+    Exact for byte-level BPE (the mixture writer's table); for other kinds the piece's own text, with the
+    SentencePiece word marker as a space and byte-fallback pieces as one byte.
+    """
+    from tokenizers import Tokenizer
+
+    from mixtures.tokenizer import byte_table
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    table = byte_table(tok)
+    if table is not None:
+        return table.astype(np.int64)
+    special = {i for i, added in tok.get_added_tokens_decoder().items() if added.special}
+    lengths = np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=np.int64)
+    for piece, idx in tok.get_vocab(with_added_tokens=True).items():
         if idx in special:
             continue
-        if byte_level:  # each character of a byte-level piece is one byte
-            lengths[idx] = len(piece)
-        elif piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:  # byte fallback
+        if piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:
             lengths[idx] = 1
         else:
-            lengths[idx] = len(piece.replace("\u2581", " ").replace("##", "").encode("utf-8"))
+            lengths[idx] = len(piece.replace("\u2581", " ").removeprefix("##").encode("utf-8"))
     return lengths
