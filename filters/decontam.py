@@ -355,10 +355,7 @@ class Decontam:
     name: str = "decontam"
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"decontam: unknown policy {self.policy!r}; choose from {', '.join(POLICIES)}")
-        if self.margin_chars < 0 or self.max_pieces < 1 or self.min_ngrams < 1:
-            raise ValueError("decontam: need margin_chars >= 0, max_pieces >= 1, min_ngrams >= 1")
+        check_policy(self.policy, self.margin_chars, self.max_pieces, self.min_ngrams)
         self.hasher = TokenHasher()
 
     def matches(self, text: str) -> list[dict[str, Any]]:
@@ -409,6 +406,14 @@ class Decontam:
         return "\n".join(kept), sum(e - s for s, e in cuts), len(kept)
 
 
+def check_policy(policy: str, margin_chars: int, max_pieces: int, min_ngrams: int) -> None:
+    """Raise ValueError on an unknown policy or a nonsensical margin, piece or n-gram count."""
+    if policy not in POLICIES:
+        raise ValueError(f"decontam: unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    if margin_chars < 0 or max_pieces < 1 or min_ngrams < 1:
+        raise ValueError("decontam: need margin_chars >= 0, max_pieces >= 1, min_ngrams >= 1")
+
+
 def _with_action(records: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
     return [{**r, "action": action} for r in records]
 
@@ -430,6 +435,7 @@ def decontam(policy: str = "drop", tasks: str | Sequence[str] | None = None, n: 
              index_path: str | None = None, cache_dir: str | None = None, margin_chars: int = DEFAULT_MARGIN,
              max_pieces: int = DEFAULT_MAX_PIECES, min_ngrams: int = 1) -> Decontam:
     """The ``decontam`` filter: index from ``index_path`` (if it exists), else ``cache_dir``, else built now."""
+    check_policy(policy, margin_chars, max_pieces, min_ngrams)
     config = index_config(tasks, n, normalise, item_text, max_items_per_ngram)
     index = load_or_build(config, Path(index_path) if index_path else None,
                           Path(cache_dir) if cache_dir else None)

@@ -23,7 +23,7 @@ from filters.decontam import (
 )
 from filters.pii import pii
 from mixtures.catalogue import TABLES, connect, write_table
-from mixtures.spec import SourceSpec, Spec, Step
+from mixtures.spec import SourceSpec, Spec, SpecError, Step
 from pipelines.decontam import clean_items, contaminated_items
 from pipelines.run import run_clean
 
@@ -188,3 +188,14 @@ def test_pipeline_run_writes_hits_report_and_clean_items(tmp_path: Path, evals: 
         write_table(layout.root, table, [])
     by_task = connect(layout.root).sql("SELECT task, count(*) AS n FROM contamination GROUP BY task").fetchall()
     assert by_task == [("boolq", 1)]
+
+
+def test_bad_decontam_params_fail_before_the_run(tmp_path: Path) -> None:
+    data = tmp_path / "web.jsonl"
+    data.write_text(json.dumps({"id": "a", "text": "hello"}) + "\n")
+    for params, message in (({"policy": "burn"}, "policy"), ({"tasks": str(tmp_path / "none.jsonl")}, "none.jsonl")):
+        spec = Spec(name="bad", output_dir=str(tmp_path / "runs"), spec_path=str(tmp_path / "bad.yaml"),
+                    sources={"web": SourceSpec(paths=[str(data)], filters=[Step(name="decontam", params=params)])})
+        with pytest.raises(SpecError, match=rf"bad.yaml: sources.web.filters.*decontam.*{message}"):
+            run_clean(spec, force=True)
+    assert not (tmp_path / "runs" / "bad" / "docs").exists()
