@@ -216,7 +216,7 @@ class MinHashDedup(beam.PTransform):
     """Near-duplicate removal: MinHash LSH buckets -> candidate edges -> connected components -> survivors."""
 
     def __init__(self, stage: int, threshold: float = 0.72, bands: int | None = None, rows: int | None = None,
-                 num_perm: int = 112, ngram: int = 5, unit: str = "word", char_ngram: int = 10,
+                 num_perm: int = 112, ngram: int = 5, unit: str = "auto", char_ngram: int = 10,
                  char_sources: Sequence[str] = (), seed: int = 1, normalise: dict[str, bool] | None = None,
                  verify: bool = False, cross_source: bool = True, source_priority: Sequence[str] = (),
                  components: str = "auto", fast_path_max_edges: int = 2_000_000, max_iterations: int = 20) -> None:
