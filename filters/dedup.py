@@ -27,7 +27,6 @@ _MULTIPLIERS = np.random.RandomState(20240531).randint(
     0, 1 << 62, _MAX_NGRAM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _PUNCT = regex.compile(r"[\p{P}\p{S}]+")
 _DIGIT = regex.compile(r"\d")
-_SPACE = regex.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ class TextNorm:
         if self.digits:
             text = _DIGIT.sub("0", text)
         if self.whitespace:
-            text = _SPACE.sub(" ", text).strip()
+            text = " ".join(text.split())
         return text
 
 
@@ -138,8 +137,9 @@ def signature(shingles: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     sig = np.full(num_perm, MAX_HASH, dtype=np.uint32)
     mixed = _fmix32(shingles.astype(np.uint32, copy=False))
     for start in range(0, len(mixed), _ROW_CHUNK):
-        block = mixed[start:start + _ROW_CHUNK, None] * a + b
-        np.minimum(sig, block.min(axis=0), out=sig)
+        block = a[:, None] * mixed[None, start:start + _ROW_CHUNK]  # permutations x shingles: rows reduce fast
+        block += b[:, None]
+        np.minimum(sig, block.min(axis=1), out=sig)
     return sig
 
 
