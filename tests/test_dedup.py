@@ -96,3 +96,18 @@ def test_node_keys_distinguish_source_id_and_text():
     keys = {dd.node_key("web", "1", "a"), dd.node_key("wiki", "1", "a"), dd.node_key("web", "2", "a"),
             dd.node_key("web", "1", "b")}
     assert len(keys) == 4 and all(0 <= k < 2**63 for k in keys)
+
+
+def test_dedup_spec_steps_and_validation():
+    from pydantic import ValidationError
+
+    from mixtures.dedup_spec import DedupSpec
+
+    steps = DedupSpec(lines=True, source_priority=["wiki"]).steps(["web", "wiki"])
+    assert [name for name, _ in steps] == ["c4_line_dedup", "exact_dedup", "minhash_dedup"]
+    assert steps[2][1]["source_priority"] == ["wiki"] and steps[2][1]["threshold"] == 0.72
+    assert [name for name, _ in DedupSpec(exact=False, minhash=None).steps(["web"])] == []
+    with pytest.raises(ValueError, match="unknown source"):
+        DedupSpec(source_priority=["books"]).steps(["web"])
+    with pytest.raises(ValidationError, match="bands and rows"):
+        DedupSpec.model_validate({"minhash": {"bands": 10}})
