@@ -197,10 +197,11 @@ def proposal_header(p: Proposal, base: str) -> list[str]:
 
 
 def write_spec(base_path: Path, out_path: Path, weights: Mapping[str, float], header: list[str],
-               description: str, fallback_mixture: dict | None = None) -> Path:
+               description: str, fallback_mixture: dict | None = None, overrides: dict | None = None) -> Path:
     """Copy the base spec with new mixture weights, name and description; comments on top; return the path.
 
-    A base spec without a ``mixture:`` section takes ``fallback_mixture`` (the section the proxies used).
+    A base spec without a ``mixture:`` section takes ``fallback_mixture`` (the section the proxies used);
+    ``overrides`` replace keys of the mixture section (e.g. ``budget_tokens``, ``epoch_cap``).
     """
     data = yaml.safe_load(base_path.read_text(encoding="utf-8"))
     if not isinstance(data.get("mixture"), dict):
@@ -209,6 +210,7 @@ def write_spec(base_path: Path, out_path: Path, weights: Mapping[str, float], he
         data["mixture"] = fallback_mixture
         header = [*header, "The base spec had no mixture: section; this one is the proxies' (tiny) setting."]
     mix = data["mixture"]
+    mix.update(overrides or {})
     if any("tokens" in (s or {}) for s in mix["sources"].values()):
         mix["budget_tokens"] = sum(int(s["tokens"]) for s in mix["sources"].values())
     for source in sorted(set(mix["sources"]) | set(weights)):  # a source the proxies did not see gets 0

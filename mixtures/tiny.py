@@ -29,8 +29,13 @@ def tiny_mixture(sources: list[str], weights: dict[str, float] | None, budget_to
 
 
 def shrink_spec(spec_name: str | Path, out_dir: Path, docs: int = 60, budget_tokens: int = 40_000,
-                seq_len: int = 64, vocab_size: int = 512, output_dir: Path | None = None) -> Spec:
-    """Write a tiny copy of a spec into ``out_dir`` (same name) and return it loaded."""
+                seq_len: int = 64, vocab_size: int = 512, output_dir: Path | None = None,
+                source_docs: dict[str, int] | None = None) -> Spec:
+    """Write a tiny copy of a spec into ``out_dir`` (same name) and return it loaded.
+
+    ``source_docs`` gives some sources another document count, e.g. ``{"web": 400}``: C4 rules keep about one
+    web page in twenty, and a quality classifier needs ten kept documents per class.
+    """
     path = find_spec(spec_name)
     original = load_spec(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -38,13 +43,15 @@ def shrink_spec(spec_name: str | Path, out_dir: Path, docs: int = 60, budget_tok
     data["data_root"] = str(original.root)
     data["output_dir"] = str(output_dir or out_dir / "runs")
     data.pop("pipeline", None)
-    for source in data["sources"].values():
-        source["limit"] = min(int(source.get("limit") or docs), docs)
+    for name, source in data["sources"].items():
+        want = (source_docs or {}).get(name, docs)
+        source["limit"] = min(int(source.get("limit") or want), want)
     weights = None
     if original.mixture is not None:
         weights = {s: float(m.weight if m.weight is not None else m.tokens or 0)
                    for s, m in original.mixture.sources.items()}
     data["mixture"] = tiny_mixture(sorted(data["sources"]), weights, budget_tokens, seq_len, vocab_size)
+    data["mixture"]["prefer_quality"] = bool(original.mixture and original.mixture.prefer_quality)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{original.name}.yaml"
     out.write_text(f"# tiny copy of {path} for CPU runs\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -74,3 +81,14 @@ def drop_thin_sources(spec: Spec, kept_docs: dict[str, int], min_docs: int = 3) 
     log.warning("tiny copy %s: left out %s (fewer than %d documents passed the filters)", path.name,
                 ", ".join(thin), min_docs)
     return load_spec(path)
+
+
+def parse_source_docs(text: str) -> dict[str, int]:
+    """``"web=400,code=100"`` -> ``{"web": 400, "code": 100}`` (an empty string gives no overrides)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ValueError(f"expected SOURCE=DOCS items separated by commas, got {item!r}")
+        out[name.strip()] = int(value)
+    return out

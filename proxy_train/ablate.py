@@ -215,10 +215,11 @@ def build_run(spec: Spec, tiny: bool = False) -> Path:
     return spec.run_dir
 
 
-def resolve_mix(arg: str, root: Path, tiny_docs: int | None) -> Mix:
+def resolve_mix(arg: str, root: Path, tiny_docs: int | None, source_docs: dict[str, int] | None = None) -> Mix:
     """A run directory holding streams.yaml, or a spec (shrunk under ``root/specs`` when ``tiny_docs``)."""
     if (Path(arg) / "streams.yaml").is_file():
         return Mix(Path(arg).resolve().name, Path(arg).resolve())
-    tiny = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs") if tiny_docs else None
+    tiny = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs",
+                       source_docs=source_docs) if tiny_docs else None
     spec = tiny or load_spec(arg)
     return Mix(spec.name, build_run(spec, tiny=bool(tiny_docs)))

@@ -10,6 +10,7 @@ def ablate(args: argparse.Namespace) -> int:
     """Train and compare one proxy per mixture and seed; write results.parquet and report.md."""
     import torch
 
+    from mixtures.tiny import parse_source_docs
     from proxy_train.ablate import AblationConfig, open_ablation, resolve_mix, run_ablation
 
     if args.threads:
@@ -19,7 +20,8 @@ def ablate(args: argparse.Namespace) -> int:
                          data_seed=args.data_seed, mc_tasks=tuple(t for t in args.mc_tasks.split(",") if t),
                          mc_limit=args.mc_limit or None)
     ablation = open_ablation(Path(args.out) / name, cfg)
-    ablation.mixes = [resolve_mix(m, ablation.root, args.tiny_docs) for m in args.mixes]
+    source_docs = parse_source_docs(args.tiny_source_docs)
+    ablation.mixes = [resolve_mix(m, ablation.root, args.tiny_docs, source_docs) for m in args.mixes]
     report = run_ablation(ablation, args.seeds)
     print(f"results: {ablation.results_path}")
     print(f"report:  {report}")
@@ -31,15 +33,15 @@ def propose(args: argparse.Namespace) -> int:
     import torch
 
     from mixtures.spec import find_spec, load_spec
-    from mixtures.tiny import shrink_spec
+    from mixtures.tiny import parse_source_docs, shrink_spec
     from proxy_train.proposer import ProposeConfig, run
 
     if args.threads:
         torch.set_num_threads(args.threads)
     origin = find_spec(args.spec).resolve()
     work = Path(args.work) if args.work else Path("proposals") / origin.stem
-    spec = shrink_spec(origin, work / "specs", docs=args.tiny_docs, output_dir=work / "runs") \
-        if args.tiny_docs else load_spec(origin)
+    spec = shrink_spec(origin, work / "specs", docs=args.tiny_docs, output_dir=work / "runs",
+                       source_docs=parse_source_docs(args.tiny_source_docs)) if args.tiny_docs else load_spec(origin)
     cfg = ProposeConfig(proxies=args.proxies, proxy=args.proxy, tokens=args.tokens, target=args.target,
                         regressor=args.regressor, seed=args.seed, n_search=args.search, top_k=args.top_k)
     out_dir = Path(args.out_dir) if args.out_dir else origin.parent
@@ -75,6 +77,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mc-limit", type=int, default=200, help="items per MC task, 0 = all (default 200)")
     p.add_argument("--tiny-docs", type=int, default=None,
                    help="shrink each spec for CPU: first N documents per source, BPE 512, 64-token sequences")
+    p.add_argument("--tiny-source-docs", default="web=400",
+                   help="with --tiny-docs: other counts per source (default web=400: C4 keeps ~1 page in 20)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_handler("proxy_train.ablate_cli:ablate"))
 
@@ -99,5 +103,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work", default=None, help="work directory (default proposals/<spec name>)")
     p.add_argument("--out-dir", default=None, help="where mix_vN.yaml goes (default: next to SPEC)")
     p.add_argument("--tiny-docs", type=int, default=None, help="shrink the spec for CPU: first N docs per source")
+    p.add_argument("--tiny-source-docs", default="web=400", help="with --tiny-docs: other counts per source")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_handler("proxy_train.ablate_cli:propose"))
