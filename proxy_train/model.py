@@ -170,19 +170,24 @@ class MPT(nn.Module):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, seq, vocab) for token ids (batch, seq)."""
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (batch, seq, vocab) for token ids (batch, seq); with ``targets``, their mean cross-entropy.
+
+        Computing the loss inside forward lets ``torch.compile`` fuse it with the output projection.
+        """
         if tokens.shape[1] > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
         x = self.wte(tokens)
         for block in self.blocks:
             x = block(x, self.slopes)
-        return F.linear(self.norm_f(x), self.wte.weight)
+        logits = F.linear(self.norm_f(x), self.wte.weight)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over a batch of packed sequences."""
-        logits = self(tokens[:, :-1])
-        return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+        return self(tokens[:, :-1], tokens[:, 1:])
 
     def num_params(self) -> int:
         """Parameter count (the tied embedding counted once)."""

@@ -287,8 +287,7 @@ class Trainer:
         return float(total)
 
     def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
-        logits = self.module(tokens[:, :-1])
-        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+        return self.module(tokens[:, :-1], tokens[:, 1:])
 
     def rollback(self, loss: float) -> None:
         """Return to the last checkpoint after a spike; the loader keeps its place, so the batches since are skipped."""
