@@ -131,9 +131,10 @@ def tokenize(tok: Tokenizer, texts: Sequence[str]) -> Tokenized:
     nbytes: list[np.ndarray] = []
     lengths = np.zeros(len(texts), dtype=np.int64)
     table = byte_table(tok)
+    encode = tok.encode_batch if table is None else tok.encode_batch_fast  # offsets only when needed
     for start in range(0, len(texts), BATCH_DOCS):
         batch = texts[start:start + BATCH_DOCS]
-        for j, (text, enc) in enumerate(zip(batch, tok.encode_batch(list(batch)), strict=True)):
+        for j, (text, enc) in enumerate(zip(batch, encode(list(batch)), strict=True)):
             ids.append(np.asarray(enc.ids, dtype=np.int32))
             nbytes.append(table[ids[-1]] if table is not None else token_bytes(text, enc.offsets))
             lengths[start + j] = len(ids[-1])

@@ -151,6 +151,20 @@ def test_token_bytes_sum_to_utf8_length() -> None:
         assert int(from_offsets.sum()) == len(text.encode()) and len(from_offsets) == len(ids)
 
 
+def test_token_bytes_from_offsets_for_other_tokenizers() -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    texts = ["Héllo Wörld — 日本語 🙂 x", "plain ascii text", "  leading spaces\n\ttabs"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts * 5, trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[UNK]"]))
+    assert byte_table(tok) is None
+    out = tokenize(prepare(tok), texts)
+    for i, text in enumerate(texts):
+        assert int(out.doc(i)[1].sum()) == len(text.encode()), text
+
+
 def test_local_tokenizer_file_path(run: Path, tmp_path: Path, corpora: Path) -> None:
     again = build(tmp_path, corpora, tokenizer={"name": str(run / "tokenizer" / "tokenizer.json")})
     assert (again / "tokenizer" / "tokenizer.json").read_bytes() == (run / "tokenizer" / "tokenizer.json").read_bytes()
