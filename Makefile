@@ -16,7 +16,7 @@ export PYTHONHASHSEED ?= 0
 export MIXLAB_LID_MODEL ?= $(HOME)/.cache/mixlab/lid.176.ftz
 LID_MODEL := $(MIXLAB_LID_MODEL)
 
-.PHONY: setup mixture tokens test lint bench-setup clean-runs
+.PHONY: setup mixture tokens ablate propose test lint bench-setup clean-runs
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ mixture: $(STAMP) $(LID_MODEL)
 # DuckDB over a built mixture's catalogue: make tokens MIX=mix_v3.yaml Q="SELECT * FROM mixture"
 tokens: $(STAMP)
 	$(BIN)/mixlab tokens $(MIX) $(if $(Q),"$(Q)")
+
+# Proxies per mixture and seed, compared with uncertainty (docs/ablations.md). Quick CPU run on the first 60
+# documents per source: make ablate MIXES="mix_v1.yaml mix_v2.yaml mix_v3.yaml" SEEDS=3 ABLATE_ARGS="--tiny-docs 60"
+MIXES ?= mix_v1.yaml mix_v2.yaml mix_v3.yaml
+SEEDS ?= 3
+PROXY ?= tiny
+ablate: $(STAMP) $(LID_MODEL)
+	OMP_NUM_THREADS=1 $(BIN)/mixlab ablate $(MIXES) --seeds $(SEEDS) --proxy $(PROXY) $(ABLATE_ARGS)
+
+# Predicted-best mixture around MIX's weights, written as the next mixtures/mix_vN.yaml (RegMix-style)
+propose: $(STAMP) $(LID_MODEL)
+	OMP_NUM_THREADS=1 $(BIN)/mixlab propose $(MIX) --proxy $(PROXY) $(PROPOSE_ARGS)
 
 test: $(STAMP) $(LID_MODEL)
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
