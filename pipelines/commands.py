@@ -35,6 +35,10 @@ def validate(args: argparse.Namespace) -> int:
     for name in spec.sources:
         chain = [step for step, _ in registry.expand([(s.name, s.params) for s in spec.sources[name].filters])]
         print(f"  {name}: {len(spec.resolve_paths(name))} path(s); chain: {' -> '.join(chain) or '(none)'}")
+    if spec.dedup is not None:
+        from pipelines.run import global_steps
+
+        print(f"  then across sources: {' -> '.join(n for n, _ in global_steps(spec)) or '(none)'}")
     return 0
 
 
