@@ -16,7 +16,7 @@ export PYTHONHASHSEED ?= 0
 export MIXLAB_LID_MODEL ?= $(HOME)/.cache/mixlab/lid.176.ftz
 LID_MODEL := $(MIXLAB_LID_MODEL)
 
-.PHONY: setup mixture tokens ablate propose test lint bench-setup clean-runs
+.PHONY: setup mixture tokens ablate propose proxy test lint bench-setup clean-runs
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ ablate: $(STAMP) $(LID_MODEL)
 # Predicted-best mixture around MIX's weights, written as the next mixtures/mix_vN.yaml (RegMix-style)
 propose: $(STAMP) $(LID_MODEL)
 	OMP_NUM_THREADS=1 $(BIN)/mixlab propose $(MIX) --proxy $(PROXY) $(PROPOSE_ARGS)
+
+# Train (or finish) and score one proxy on a built mixture: make proxy MIX=mix_v3.yaml PROXY=tiny (docs/proxy.md)
+proxy: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/mixlab proxy train runs/$(basename $(notdir $(MIX))) --config $(PROXY) --resume $(PROXY_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/mixlab proxy eval runs/$(basename $(notdir $(MIX)))/proxy/$(PROXY) $(EVAL_ARGS)
 
 test: $(STAMP) $(LID_MODEL)
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
