@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from filters.langid import ModelError, load_fasttext, predict_lines
 
@@ -47,21 +50,30 @@ class QualityModel:
         if not texts:
             return []
         labels, probs = predict_lines(self.model, [normalize(t, self.max_chars) for t in texts], k=-1)
-        return [round(min(float(dict(zip(lab, p, strict=True)).get(POSITIVE, 0.0)), 1.0), 6)
+        return [min(float(dict(zip(lab, p, strict=True)).get(POSITIVE, 0.0)), 1.0)
                 for lab, p in zip(labels, probs, strict=True)]
 
 
-def train_model(train_file: Path, out: Path, *, seed: int, epoch: int, lr: float, word_ngrams: int, dim: int,
-                bucket: int, min_count: int) -> Any:
-    """Train a supervised fastText model single-threaded (fastText is only deterministic with one thread)."""
-    import fasttext
+# Run in a fresh interpreter: fastText 0.9.2 training inside a process that already trained or loaded models
+# can hit "Encountered NaN" at random (reproduced; a fresh process trains the same file fine, identically).
+_TRAIN = """
+import json, sys
+import fasttext
+a = json.loads(sys.argv[1])
+fasttext.train_supervised(input=a.pop("input"), thread=1, verbose=0, **a).save_model(sys.argv[2])
+"""
 
-    model = fasttext.train_supervised(
-        input=str(train_file), epoch=epoch, lr=lr, wordNgrams=word_ngrams, dim=dim, bucket=bucket,
-        minCount=min_count, seed=seed, thread=1, verbose=0)
+
+def train_model(train_file: Path, out: Path, *, seed: int, epoch: int, lr: float, word_ngrams: int, dim: int,
+                bucket: int, min_count: int) -> None:
+    """Train a supervised fastText model single-threaded (fastText is only deterministic with one thread)."""
+    args = {"input": str(train_file), "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "dim": dim,
+            "bucket": bucket, "minCount": min_count, "seed": seed}
     out.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(out))
-    return model
+    done = subprocess.run([sys.executable, "-c", _TRAIN, json.dumps(args), str(out)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"fastText training failed ({args}): {done.stderr.strip().splitlines()[-1:]}")
 
 
 def pareto_draw(seed: int, source: str, doc_id: str, alpha: float) -> float:
