@@ -5,7 +5,7 @@ keep, identical cleaned text. The TFDS functions run unmodified; TFDS reaches Te
 ``tf.compat.as_text`` (a ``str`` pass-through here), which is replaced by that pass-through so the
 600 MB TensorFlow wheel is not needed. Needs the ``bench`` (or ``dev``) extra.
 
-    NLTK_DATA=../shared/nltk_data python bench/c4_conformance.py [--limit N] [--skip-langdetect]
+    NLTK_DATA=../shared/nltk_data python -m bench.c4_conformance [--limit N] [--skip-langdetect]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if sys.path and Path(sys.path[0] or ".").resolve() == REPO / "bench":
+    sys.path[0] = str(REPO)  # run as a script: bench/filters.py must not shadow the filters package
 SHARED = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared"))
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 
@@ -121,8 +123,9 @@ def _ours(doc: Document, chain: list[Any]) -> str | None:
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    return fn(), time.perf_counter() - started
+    """Result and CPU seconds of this process (Beam runs in-process; robust to other load on the box)."""
+    started = time.process_time()
+    return fn(), time.process_time() - started
 
 
 def tfds_badwords(c4_utils: Any, langs: Iterable[str], fraction: float) -> Any:
@@ -260,7 +263,7 @@ def check_dedup(docs: list[Document], min_num_sentences: int = 3) -> Figures:
 
 def table(figures: list[Figures]) -> str:
     """The markdown table of every check."""
-    rows = ["| check | docs | keep/drop agree | kept by both | same cleaned text | ours s | TFDS s |",
+    rows = ["| check | docs | keep/drop agree | kept by both | same cleaned text | ours CPU s | TFDS CPU s |",
             "|---|---|---|---|---|---|---|"]
     for f in figures:
         rows.append(f"| {f.check} | {f.docs} | {f.keep_agree} ({100 * f.keep_rate:.2f} %) | {f.kept_both} | "
