@@ -130,15 +130,30 @@ def curve_rows(out: Path, mix: str, seed: int) -> pd.DataFrame:
     return curve.assign(mix=mix, seed=seed)[ablation_stats.CURVE_COLUMNS]
 
 
+def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
+    """Bits-per-byte of a proxy's newest checkpoint on each validation stream of the run it trained on."""
+    import torch
+
+    from proxy_train import evaluate
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
+    rows = evaluate.bits_per_byte(model, data.load_streams(meta["run_dir"]), device)
+    return {r["domain"]: float(r["bits_per_byte"]) for r in rows}
+
+
 def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dict[str, bool]]:
     """Score a trained proxy: ``bpb/<domain>`` (lower is better) and ``mc/<task>`` centered accuracy."""
     from proxy_train.evaluate import evaluate
 
     cfg = ablation.config
-    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks) or None, limit=cfg.mc_limit, device="auto")
+    if not cfg.mc_tasks:
+        metrics = {f"bpb/{d}": v for d, v in bits_per_byte(out).items()}
+        return metrics, dict.fromkeys(metrics, False)
+    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks), limit=cfg.mc_limit, device="auto")
     results = json.loads((eval_dir / "results.json").read_text(encoding="utf-8"))
     metrics = {f"bpb/{d}": v for d, v in results["bits_per_byte"].items()}
-    for row in results["mc"] if cfg.mc_tasks else []:
+    for row in results["mc"]:
         centered = row["acc_norm_centered"] if row["acc_norm_centered"] is not None else row["acc_centered"]
         metrics[f"mc/{row['task']}"] = centered
     return metrics, {k: k.startswith("mc/") for k in metrics}

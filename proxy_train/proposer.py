@@ -18,7 +18,7 @@ import yaml
 
 from mixtures import propose
 from mixtures.spec import Spec, load_spec
-from proxy_train.ablate import build_run
+from proxy_train.ablate import bits_per_byte, build_run
 from proxy_train.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -82,19 +82,15 @@ def proxy_streams(pool: Path, weights: dict[str, float], out: Path) -> Path:
 def score(proxy_dir: Path, target: str) -> float:
     """The target metric of a trained proxy: ``bpb/mean``, ``bpb/<domain>`` or ``mc/<task>``."""
     import numpy as np
-    import torch
 
-    from proxy_train import data, evaluate
+    from proxy_train import evaluate
 
     kind, _, name = target.partition("/")
     if kind == "mc":
-        out = evaluate.evaluate(proxy_dir, tasks=[name], limit=100, device="cpu")
+        out = evaluate.evaluate(proxy_dir, tasks=[name], limit=100, device="auto")
         row = json.loads((out / "results.json").read_text(encoding="utf-8"))["mc"][0]
         return float(row["acc_norm_centered"] if row["acc_norm_centered"] is not None else row["acc_centered"])
-    device = torch.device("cpu")
-    model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
-    rows = {r["domain"]: r["bits_per_byte"] for r in evaluate.bits_per_byte(model, data.load_streams(
-        meta["run_dir"]), device)}
+    rows = bits_per_byte(proxy_dir)
     if name == "mean":
         return float(np.mean(list(rows.values())))
     if name not in rows:
