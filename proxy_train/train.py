@@ -342,6 +342,8 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self.step, {**row, "model": self.model})
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
+                log.info("step %d/%d: loss %.4f, %.0f tokens/s", self.step, self.total_steps, loss,
+                         row["tokens_per_s"])
                 self.save()
         bar.close()
 
