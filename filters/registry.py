@@ -27,6 +27,9 @@ DOC_FILTERS: dict[str, str] = {
     "mc4_langid": "filters.mc4:Cld3LanguageId",
     "decontam": "filters.decontam:decontam",
     "pii": "filters.pii:pii",
+    "gopher_quality": "filters.gopher:GopherQuality",
+    "gopher_repetition": "filters.gopher:GopherRepetition",
+    "fineweb_quality": "filters.fineweb:FineWebQuality",
 }
 
 CORPUS_STAGES: dict[str, str] = {
@@ -47,6 +50,11 @@ CHAINS: dict[str, list[str]] = {
     "mc4": ["mc4_paragraph", "c4_url_dedup", "mc4_line_dedup", "mc4_langid", "mc4_badwords"],
     # fastText language ID (English, score >= 0.65, FineWeb's default); `--chain lang,quality`
     "lang": ["langid"],
+    # Gopher rules in datatrove's order (docs/filters.md)
+    "gopher": ["gopher_repetition", "gopher_quality"],
+    # FineWeb's heuristic filters after language ID, in datatrove's examples/fineweb.py order (its C4 step keeps
+    # unterminated lines, which c4_clean has no switch for, so it is left out; docs/filters.md)
+    "fineweb": ["gopher_repetition", "gopher_quality", "fineweb_quality"],
 }
 
 

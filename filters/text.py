@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, compress
+from operator import ne
 
 import regex
 
@@ -252,9 +253,13 @@ def split_chunk(chunk: str) -> tuple[str, ...]:
     return tuple(_merge_specials(tokens) if len(tokens) > 1 else tokens)
 
 
-def words(text: str) -> list[str]:
-    """English words as datatrove's default tokenizer splits them (punctuation tokens included)."""
-    return list(chain.from_iterable(map(split_chunk, text.split())))
+@lru_cache(maxsize=4)
+def words(text: str) -> tuple[str, ...]:
+    """English words as datatrove's default tokenizer splits them (punctuation tokens included).
+
+    The last few texts are memoised, so a chain of rules on one document splits it once.
+    """
+    return tuple(chain.from_iterable(map(split_chunk, text.split())))
 
 
 def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
@@ -270,31 +275,30 @@ def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
     return dup_items, dup_chars
 
 
-def top_ngram_chars(tokens: Sequence[str], n: int) -> int:
-    """Characters covered by the most frequent word n-gram (space-joined length x count; first seen wins ties)."""
-    counts: dict[tuple[str, ...], int] = {}
-    for gram in zip(*(tokens[i:] for i in range(n)), strict=False):
-        counts[gram] = counts.get(gram, 0) + 1
-    if not counts:
-        return 0
-    best, best_count = None, 0
-    for gram, count in counts.items():
-        if count > best_count:
-            best, best_count = gram, count
-    assert best is not None
-    return (sum(map(len, best)) + n - 1) * best_count
+def repeated_positions(grams: Sequence[str]) -> list[int]:
+    """Positions whose item also occurs at an earlier position."""
+    first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
+    if len(first) == len(grams):
+        return []
+    return list(compress(range(len(grams)), map(ne, map(first.__getitem__, grams), range(len(grams)))))
 
 
-def duplicate_ngram_chars(tokens: Sequence[str], n: int) -> int:
-    """Characters (spaces excluded) in word n-grams that repeat an earlier one, skipping past each repeat."""
+def duplicate_ngram_chars(grams: Sequence[str], n: int, repeats: Sequence[int] | None = None) -> int:
+    """Characters in n-grams (joined without spaces) equal to an earlier one; each repeat skips its n words.
+
+    Scanning left to right, an n-gram counts when it equals one already visited, and the scan then jumps past
+    it. Only ``repeats`` (:func:`repeated_positions`) can count, so the scan visits just those.
+    """
     seen: set[str] = set()
-    repeated, idx, last = 0, 0, len(tokens) - n + 1
-    while idx < last:
-        gram = "".join(tokens[idx:idx + n])
-        if gram in seen:
-            repeated += len(gram)
-            idx += n
+    repeated = idx = 0
+    for k in repeated_positions(grams) if repeats is None else repeats:
+        if k < idx:
+            continue
+        seen.update(grams[idx:k])
+        if grams[k] in seen:
+            repeated += len(grams[k])
+            idx = k + n
         else:
-            seen.add(gram)
-            idx += 1
+            seen.add(grams[k])
+            idx = k + 1
     return repeated

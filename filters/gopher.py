@@ -1,0 +1,210 @@
+"""Gopher quality and repetition rules (Rae et al. 2021, Table A1), with datatrove's defaults and rule order.
+
+Each rule is a small function returning the name of the failed check or ``None``. The filters run them in
+datatrove's order and drop with ``gopher_quality.<check>`` / ``gopher_repetition.<check>``, where ``<check>``
+is datatrove's own reason (without its ``gopher_`` prefix). Words come from :func:`filters.text.words`, the
+same English split datatrove uses. A threshold set to ``None`` turns its check off.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from itertools import filterfalse
+from operator import add, itemgetter
+
+from filters.base import KEEP, Document, Verdict, drop
+from filters.text import PUNCTUATION_SET, duplicate_ngram_chars, find_duplicates, repeated_positions, words
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))  # (n, max fraction of characters in the most frequent n-gram)
+DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))  # (n, max duplicated fraction)
+BULLETS = ("•", "-")
+ELLIPSES = ("...", "…")
+
+_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
+_LINE_BREAK = re.compile(r"\n+")
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_symbol(word: str) -> bool:
+    return all(ch in PUNCTUATION_SET for ch in word)
+
+
+@lru_cache(maxsize=1 << 16)
+def _has_alpha(word: str) -> bool:
+    return any(ch.isalpha() for ch in word)
+
+
+# ---- quality checks ----------------------------------------------------------------------------------------
+
+def word_count(n_words: int, lo: int | None, hi: int | None) -> str | None:
+    """Too few or too many non-symbol words."""
+    if lo is not None and n_words < lo:
+        return "short_doc"
+    if hi is not None and n_words > hi:
+        return "long_doc"
+    return None
+
+
+def mean_word_length(mean: float, lo: float | None, hi: float | None) -> str | None:
+    """Mean length of non-symbol words outside [lo, hi]."""
+    if lo is not None and mean < lo:
+        return "below_avg_threshold"
+    if hi is not None and mean > hi:
+        return "above_avg_threshold"
+    return None
+
+
+def symbol_ratio(text: str, n_words: int, max_ratio: float | None) -> str | None:
+    """Too many ``#`` or ellipses per word."""
+    if max_ratio is None:
+        return None
+    if text.count("#") / n_words > max_ratio:
+        return "too_many_hashes"
+    if (text.count("...") + text.count("…")) / n_words > max_ratio:
+        return "too_many_ellipsis"
+    return None
+
+
+def line_shape(lines: Sequence[str], max_bullets: float | None, max_end_ellipsis: float | None) -> str | None:
+    """Too many lines starting with a bullet, or ending with an ellipsis."""
+    if max_bullets is not None and sum(s.lstrip().startswith(BULLETS) for s in lines) / len(lines) > max_bullets:
+        return "too_many_bullets"
+    if max_end_ellipsis is not None and (
+            sum(s.rstrip().endswith(ELLIPSES) for s in lines) / len(lines) > max_end_ellipsis):
+        return "too_many_end_ellipsis"
+    return None
+
+
+def alpha_ratio(tokens: Sequence[str], min_ratio: float | None) -> str | None:
+    """Too few words containing an alphabetic character."""
+    if min_ratio is not None and sum(map(_has_alpha, tokens)) / len(tokens) < min_ratio:
+        return "below_alpha_threshold"
+    return None
+
+
+def stop_words(tokens: Iterable[str], vocabulary: frozenset[str], minimum: int | None) -> str | None:
+    """Fewer than ``minimum`` distinct stop words."""
+    if minimum is not None and len(vocabulary.intersection(tokens)) < minimum:
+        return "enough_stop_words"
+    return None
+
+
+class GopherQuality:
+    """Gopher's document quality heuristics (datatrove ``GopherQualityFilter`` defaults and order)."""
+
+    name = "gopher_quality"
+
+    def __init__(self, min_doc_words: int | None = 50, max_doc_words: int | None = 100_000,
+                 min_avg_word_length: float | None = 3, max_avg_word_length: float | None = 10,
+                 max_symbol_word_ratio: float | None = 0.1, max_bullet_lines_ratio: float | None = 0.9,
+                 max_ellipsis_lines_ratio: float | None = 0.3, min_alpha_words_ratio: float | None = 0.8,
+                 min_stop_words: int | None = 2, stop_words: Iterable[str] = STOP_WORDS) -> None:
+        self.min_doc_words, self.max_doc_words = min_doc_words, max_doc_words
+        self.min_avg_word_length, self.max_avg_word_length = min_avg_word_length, max_avg_word_length
+        self.max_symbol_word_ratio = max_symbol_word_ratio
+        self.max_bullet_lines_ratio, self.max_ellipsis_lines_ratio = max_bullet_lines_ratio, max_ellipsis_lines_ratio
+        self.min_alpha_words_ratio, self.min_stop_words = min_alpha_words_ratio, min_stop_words
+        self.stop_words = frozenset(stop_words)
+
+    def check(self, text: str) -> str | None:
+        """The first failed check, or ``None`` when the text passes."""
+        tokens = words(text)
+        content = list(filterfalse(_is_symbol, tokens))
+        if not content:  # no words at all: nothing to measure (datatrove divides by zero here)
+            return "short_doc"
+        return (word_count(len(content), self.min_doc_words, self.max_doc_words)
+                or mean_word_length(sum(map(len, content)) / len(content),
+                                    self.min_avg_word_length, self.max_avg_word_length)
+                or symbol_ratio(text, len(tokens), self.max_symbol_word_ratio)
+                or line_shape(text.splitlines(), self.max_bullet_lines_ratio, self.max_ellipsis_lines_ratio)
+                or alpha_ratio(tokens, self.min_alpha_words_ratio)
+                or stop_words(tokens, self.stop_words, self.min_stop_words))
+
+    def __call__(self, doc: Document) -> Verdict:
+        reason = self.check(doc.text)
+        return KEEP if reason is None else drop(f"{self.name}.{reason}")
+
+
+# ---- repetition checks -------------------------------------------------------------------------------------
+
+def duplicate_units(units: Sequence[str], text_len: int, max_frac: float | None, max_char_frac: float | None,
+                    kind: str) -> str | None:
+    """Too many repeated paragraphs (or lines), by count or by characters."""
+    dup_count, dup_chars = find_duplicates(units)
+    if max_frac is not None and dup_count / len(units) > max_frac:
+        return f"dup_{kind}_frac"
+    if max_char_frac is not None and dup_chars / text_len > max_char_frac:
+        return f"dup_{kind}_char_frac"
+    return None
+
+
+def top_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int, float]]) -> str | None:
+    """The most frequent n-gram covers too many characters (space-joined length times count)."""
+    for n, max_frac in limits:
+        counts = Counter(zip(*(tokens[i:] for i in range(n)), strict=False))
+        if not counts:
+            continue
+        gram, count = max(counts.items(), key=itemgetter(1))  # first seen wins ties, as Counter.most_common
+        if (sum(map(len, gram)) + n - 1) * count / text_len > max_frac:
+            return f"top_{n}_gram"
+    return None
+
+
+def duplicate_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int, float]]) -> str | None:
+    """Characters in repeated n-grams (counted once per non-overlapping repeat) exceed the limit."""
+    built: dict[int, list[str]] = {1: list(tokens)}
+    for n, max_frac in limits:
+        grams = _joined_ngrams(built, n)
+        repeats = repeated_positions(grams)
+        if not repeats or sum(map(len, map(grams.__getitem__, repeats))) / text_len <= max_frac:
+            continue  # even counting every repeated position stays within the limit
+        if duplicate_ngram_chars(grams, n, repeats) / text_len > max_frac:
+            return f"duplicated_{n}_n_grams"
+    return None
+
+
+def _joined_ngrams(built: dict[int, list[str]], n: int) -> list[str]:
+    """Word n-grams joined without spaces, extending the longest already built by one word at a time."""
+    have = max(k for k in built if k <= n)
+    grams, tokens = built[have], built[1]
+    for size in range(have + 1, n + 1):
+        grams = list(map(add, grams, tokens[size - 1:]))
+        built[size] = grams
+    return grams
+
+
+class GopherRepetition:
+    """Gopher's repetition heuristics (datatrove ``GopherRepetitionFilter`` defaults and order)."""
+
+    name = "gopher_repetition"
+
+    def __init__(self, dup_line_frac: float | None = 0.3, dup_para_frac: float | None = 0.3,
+                 dup_line_char_frac: float | None = 0.2, dup_para_char_frac: float | None = 0.2,
+                 top_n_grams: Iterable[Sequence[float]] = TOP_NGRAMS,
+                 dup_n_grams: Iterable[Sequence[float]] = DUP_NGRAMS) -> None:
+        self.dup_line_frac, self.dup_para_frac = dup_line_frac, dup_para_frac
+        self.dup_line_char_frac, self.dup_para_char_frac = dup_line_char_frac, dup_para_char_frac
+        self.top_n_grams = [(int(n), float(f)) for n, f in top_n_grams]
+        self.dup_n_grams = [(int(n), float(f)) for n, f in dup_n_grams]
+
+    def check(self, text: str) -> str | None:
+        """The first failed check, or ``None`` when the text passes."""
+        if not text:
+            return "empty"
+        size = len(text)
+        reason = (duplicate_units(_PARAGRAPH_BREAK.split(text.strip()), size, self.dup_para_frac,
+                                  self.dup_para_char_frac, "para")
+                  or duplicate_units(_LINE_BREAK.split(text), size, self.dup_line_frac,
+                                     self.dup_line_char_frac, "line"))
+        if reason:
+            return reason
+        tokens = words(text)
+        return top_ngrams(tokens, size, self.top_n_grams) or duplicate_ngrams(tokens, size, self.dup_n_grams)
+
+    def __call__(self, doc: Document) -> Verdict:
+        reason = self.check(doc.text)
+        return KEEP if reason is None else drop(f"{self.name}.{reason}")
