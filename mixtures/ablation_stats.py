@@ -25,6 +25,7 @@ from scipy.stats import kendalltau
 
 RESULT_COLUMNS = ["mix", "seed", "metric", "value", "higher_is_better"]
 CURVE_COLUMNS = ["mix", "seed", "step", "loss"]
+PAIR_COLUMNS = ["metric", "a", "b", "seeds", "p_a_beats_b", "seed_pair_share"]
 
 
 def check_results(results: pd.DataFrame) -> None:
@@ -100,7 +101,7 @@ def pairwise(results: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.Dat
             rows.append({"metric": metric, "a": a, "b": b, "seeds": len(both),
                          "p_a_beats_b": beat_probability(both[a], both[b], higher, n_boot, seed),
                          "seed_pair_share": seed_pair_share(wide[a].dropna(), wide[b].dropna(), higher)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
 def ranking_stability(results: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+TINY_TOKENS = 8 * 64 * 60  # default proxy budget with --tiny-docs: 60 steps of 8 x 64-token sequences
+
 
 def ablate(args: argparse.Namespace) -> int:
     """Train and compare one proxy per mixture and seed; write results.parquet and report.md."""
@@ -16,7 +18,8 @@ def ablate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.name or "-".join(Path(m.rstrip("/")).name.removesuffix(".yaml") for m in args.mixes)
-    cfg = AblationConfig(proxy=args.proxy, tokens=args.tokens, global_batch=args.global_batch,
+    tokens = args.tokens or (TINY_TOKENS if args.tiny_docs else None)
+    cfg = AblationConfig(proxy=args.proxy, tokens=tokens, global_batch=args.global_batch,
                          data_seed=args.data_seed, mc_tasks=tuple(t for t in args.mc_tasks.split(",") if t),
                          mc_limit=args.mc_limit or None)
     ablation = open_ablation(Path(args.out) / name, cfg)
@@ -70,7 +73,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", default="tiny", choices=["tiny", "125m", "350m"], help="proxy size (default tiny)")
     p.add_argument("--name", default=None, help="ablation name (default: the mixture names joined by '-')")
     p.add_argument("--out", default="ablations", help="parent directory of the ablation (default ablations/)")
-    p.add_argument("--tokens", type=int, default=None, help="token budget per proxy (default: the size's)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help=f"token budget per proxy (default: the size's; {TINY_TOKENS} with --tiny-docs)")
     p.add_argument("--global-batch", type=int, default=None, help="sequences per step (default: the size's)")
     p.add_argument("--data-seed", type=int, default=9176, help="data-order seed shared by every proxy")
     p.add_argument("--mc-tasks", default="", help="comma-separated MC tasks from corpora/evals, e.g. copa,piqa")

@@ -96,3 +96,10 @@ def test_report_has_tables_and_plots(tmp_path: Path) -> None:
 def test_ranking_stability_needs_two_mixes() -> None:
     row = st.ranking_stability(_results({"a": [1.0, 2.0]})).iloc[0]
     assert row.seed_pairs == 0 and np.isnan(row.mean_tau)
+
+
+def test_report_of_a_single_mix_has_no_pairs(tmp_path: Path) -> None:
+    assert st.pairwise(_results({"a": [1.0, 1.1]})).empty
+    text = st.write_report(_results({"a": [1.0, 1.1]}), pd.DataFrame(columns=st.CURVE_COLUMNS), tmp_path, "one",
+                           {}).read_text()
+    assert "| bpb/wiki | a | 2 |" in text and "n/a (needs 2 mixes and 2 seeds)" in text
