@@ -73,7 +73,7 @@ def _examples(title: str, rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["", title, "", "| score | id | reason | text |", "|---:|---|---|---|"]
-    out += [f"| {r['quality_score']:.3f} | `{r['id']}` | {r.get('reason') or 'kept'} | {_snippet(r['text'])} |"
+    out += [f"| {r['quality_score']:.3g} | `{r['id']}` | {r.get('reason') or 'kept'} | {_snippet(r['text'])} |"
             for r in rows]
     return out
 

@@ -214,13 +214,14 @@ def prepare_models(spec: Spec, runner: str | None = None) -> Spec:
     from pipelines.quality import quality_stage
 
     sources = dict(spec.sources)
+    trained: dict[str, Any] = {}
     for name, src in spec.sources.items():
         steps = list(src.filters)
         for i, step in enumerate(steps):
             if step.name != "quality":
                 continue
             if "model" not in step.params and spec.quality is not None:
-                trained = {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars}
+                trained = trained or {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars}
                 steps[i] = Step(name="quality", params={**trained, **step.params})
             try:
                 quality_stage(stage=i, **steps[i].params)
