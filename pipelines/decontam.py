@@ -90,17 +90,19 @@ def load_indexes(run_dir: Path) -> list[EvalIndex]:
     return [EvalIndex.load(p) for p in sorted(decontam_dir(run_dir).glob("index-*.npz"))]
 
 
-def _uses(spec: Spec, name: str) -> bool:
-    return any(step.name == name for src in spec.sources.values() for step in src.filters)
+def _users(spec: Spec, name: str) -> list[str]:
+    """Sources whose chain has the step ``name``."""
+    return sorted(s for s, src in spec.sources.items() if any(step.name == name for step in src.filters))
 
 
-def _contamination_tables(hits: list[dict[str, Any]], indexes: list[EvalIndex]) -> list[str]:
+def _contamination_tables(sources: list[str], hits: list[dict[str, Any]], indexes: list[EvalIndex]) -> list[str]:
     out = ["| source | docs hit | dropped | spans removed | tagged | eval items hit |",
            "|---|---:|---:|---:|---:|---:|"]
     by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for h in hits:
         by_source[h["source"]].append(h)
-    for source, rows in sorted(by_source.items()):
+    for source in sorted(set(sources) | set(by_source)):
+        rows = by_source[source]
         actions = {a: len({h["doc_id"] for h in rows if h["action"] == a}) for a in ("drop", "remove_span", "tag")}
         out.append(f"| {source} | {len({h['doc_id'] for h in rows}):,} | {actions['drop']:,} | "
                    f"{actions['remove_span']:,} | {actions['tag']:,} | "
@@ -124,27 +126,27 @@ def _contamination_tables(hits: list[dict[str, Any]], indexes: list[EvalIndex]) 
 
 
 def render_section(hits: list[dict[str, Any]], indexes: list[EvalIndex], pii: dict[str, dict[str, int]],
-                   decontam: bool, masked: bool) -> str:
+                   decontam: list[str], masked: list[str]) -> str:
     """Markdown: contamination per source and per task, and PII masks per source."""
     out = ["", "## Contamination and PII", ""]
     if decontam:
         n = indexes[0].n if indexes else "?"
         out += [f"Eval items share a normalised {n}-gram with these documents (every hit: "
                 "`decontam/hits.parquet`; per document: `meta.contamination`).", ""]
-        out += _contamination_tables(hits, indexes)
+        out += _contamination_tables(decontam, hits, indexes)
     if masked:
         out += ["", "| source | kept docs with PII | e-mails | IP addresses | phone numbers |",
                 "|---|---:|---:|---:|---:|"]
-        out += [f"| {s} | {c.get('docs', 0):,} | " + " | ".join(f"{c.get(k, 0):,}" for k in PII_KINDS) + " |"
-                for s, c in pii.items()]
-        if not pii:
-            out.append("| (none) | 0 | 0 | 0 | 0 |")
+        for source in sorted(set(masked) | set(pii)):  # sources with nothing masked get a row of zeros
+            c = pii.get(source, {})
+            out.append(f"| {source} | {c.get('docs', 0):,} | " + " | ".join(f"{c.get(k, 0):,}" for k in PII_KINDS)
+                       + " |")
     return "\n".join(out) + "\n"
 
 
 def write_decontam_outputs(spec: Spec, run_dir: Path) -> str:
     """Write ``decontam/hits.parquet`` and return the report section ('' when the spec uses neither filter)."""
-    decontam, masked = _uses(spec, "decontam"), _uses(spec, "pii")
+    decontam, masked = _users(spec, "decontam"), _users(spec, "pii")
     if not (decontam or masked):
         return ""
     hits = collect_hits(run_dir) if decontam else []
