@@ -17,6 +17,7 @@ from filters.base import Document
 from filters.quality import QualityModel, QualityRule, pareto_draw, top_percent_cutoff, train_model
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
+from pipelines.cli import main
 from pipelines.quality import quality_stage
 from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes
 from pipelines.run import run_clean
@@ -135,7 +136,8 @@ def test_missing_model_fails_before_any_work(tmp_path: Path, corpora: Path) -> N
     assert not (tmp_path / "runs" / "bad").exists()
 
 
-def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path) -> None:
+def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     tagged = [{"langid": {"tag_only": True}}, {"quality": {"mode": "tag"}}]
     spec_file = tmp_path / "q.yaml"
     spec_file.write_text(yaml.safe_dump({
@@ -158,3 +160,7 @@ def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path) -
     assert all(r["reason"] == "quality.below_threshold" and r["quality_score"] < 0.4 for r in removed)
     report = (layout.root / "report.md").read_text()
     assert "## Language and quality" in report and "| wiki | 40 |" in report
+    assert bool(removed) == ("web: documents near the quality cut" in report)
+    assert main(["quality", "train", str(spec_file)]) == 0  # up to date: reused, not retrained
+    assert "ROC AUC" in capsys.readouterr().out
+    assert json.loads((qdir / "manifest.json").read_text()) == manifest
