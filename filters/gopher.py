@@ -16,13 +16,22 @@ from itertools import filterfalse
 from operator import add, itemgetter
 
 from filters.base import KEEP, Document, Verdict, drop
-from filters.text import PUNCTUATION_SET, duplicate_ngram_chars, find_duplicates, repeated_positions, words
+from filters.text import (
+    PUNCTUATION_SET,
+    NgramKeys,
+    duplicate_ngram_chars,
+    duplicate_ngram_chars_keyed,
+    find_duplicates,
+    repeated_positions,
+    words,
+)
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))  # (n, max fraction of characters in the most frequent n-gram)
 DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))  # (n, max duplicated fraction)
 BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
+KEYED_MIN_TOKENS = 400  # from this many words on, repeated n-grams are found with hashed keys (numpy)
 
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAK = re.compile(r"\n+")
@@ -157,14 +166,22 @@ def top_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int,
 def duplicate_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int, float]]) -> str | None:
     """Characters in repeated n-grams (counted once per non-overlapping repeat) exceed the limit."""
     built: dict[int, list[str]] = {1: list(tokens)}
+    index = NgramKeys(tokens) if len(tokens) >= KEYED_MIN_TOKENS else None
     for n, max_frac in limits:
-        grams = _joined_ngrams(built, n)
-        repeats = repeated_positions(grams)
-        if not repeats or sum(map(len, map(grams.__getitem__, repeats))) / text_len <= max_frac:
-            continue  # even counting every repeated position stays within the limit
-        if duplicate_ngram_chars(grams, n, repeats) / text_len > max_frac:
+        chars = duplicate_ngram_chars_keyed(index, n, text_len, max_frac) if index is not None else None
+        if chars is None:
+            chars = _duplicate_chars(_joined_ngrams(built, n), n, text_len, max_frac)
+        if chars / text_len > max_frac:
             return f"duplicated_{n}_n_grams"
     return None
+
+
+def _duplicate_chars(grams: list[str], n: int, text_len: int, max_frac: float) -> int:
+    repeats = repeated_positions(grams)
+    bound = sum(map(len, map(grams.__getitem__, repeats)))
+    if bound / text_len <= max_frac:
+        return bound  # even counting every repeated position stays within the limit
+    return duplicate_ngram_chars(grams, n, repeats)
 
 
 def _joined_ngrams(built: dict[int, list[str]], n: int) -> list[str]:

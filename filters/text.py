@@ -13,6 +13,7 @@ from functools import lru_cache
 from itertools import chain, compress
 from operator import ne
 
+import numpy as np
 import regex
 
 # datatrove.utils.text.PUNCTUATION: ASCII/CJK punctuation plus the C0/C1 control characters except \t, \n.
@@ -277,9 +278,9 @@ def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
 
 def repeated_positions(grams: Sequence[str]) -> list[int]:
     """Positions whose item also occurs at an earlier position."""
-    first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
-    if len(first) == len(grams):
+    if len(set(grams)) == len(grams):
         return []
+    first = dict(zip(reversed(grams), range(len(grams) - 1, -1, -1), strict=True))
     return list(compress(range(len(grams)), map(ne, map(first.__getitem__, grams), range(len(grams)))))
 
 
@@ -300,5 +301,94 @@ def duplicate_ngram_chars(grams: Sequence[str], n: int, repeats: Sequence[int] |
             idx = k + n
         else:
             seen.add(grams[k])
+            idx = k + 1
+    return repeated
+
+
+# ---- n-gram fingerprints for long documents ----------------------------------------------------------------
+# Two polynomial hashes (moduli below 2**31, so every product fits in int64) of every substring of the
+# concatenated words; equal n-grams get equal keys, and unequal ones that share a key are caught by
+# :func:`repeated_ngram_positions`, which compares the strings of every repeat it reports.
+_MODULI = (2_147_483_629, 2_147_483_587)
+_BASE = 911_382_323
+_POWERS: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # modulus -> (base**k, base**-k) for k < size
+
+
+def _powers(mod: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    have = _POWERS.get(mod)
+    if have is None or len(have[0]) < size:
+        n = 1 << max(size - 1, 1).bit_length()
+        up, down = np.ones(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+        step, step_inv, width = _BASE % mod, pow(_BASE, -1, mod), 1
+        while width < n:  # doubling: the next block is the previous one times base**width
+            up[width:2 * width] = up[:width] * step % mod
+            down[width:2 * width] = down[:width] * step_inv % mod
+            step, step_inv, width = step * step % mod, step_inv * step_inv % mod, 2 * width
+        _POWERS[mod] = have = (up, down)
+    return have
+
+
+class NgramKeys:
+    """Integer keys of a token list's n-grams joined without spaces (equal strings, equal keys)."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.joined = "".join(tokens)
+        self.offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)), out=self.offsets[1:])
+        codes = np.frombuffer(self.joined.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        self.prefix: list[np.ndarray] = []
+        for mod in _MODULI:
+            down = _powers(mod, len(codes) + 1)[1]
+            prefix = np.zeros(len(codes) + 1, dtype=np.int64)
+            np.cumsum(codes * down[:len(codes)] % mod, out=prefix[1:])
+            self.prefix.append(prefix % mod)
+
+    def keys(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, start offsets, end offsets) of every n-gram, in order."""
+        start, end = self.offsets[:-n], self.offsets[n:]
+        parts = []
+        for mod, prefix in zip(_MODULI, self.prefix, strict=True):
+            up = _POWERS[mod][0]
+            parts.append((prefix[end] - prefix[start]) % mod * up[start] % mod)
+        return parts[0] << 31 | parts[1], start, end
+
+
+def duplicate_ngram_chars_keyed(index: NgramKeys, n: int, text_len: int, max_frac: float) -> int | None:
+    """:func:`duplicate_ngram_chars` from hashed keys; ``None`` when two different n-grams share a key.
+
+    When even every repeated position together stays within ``max_frac`` of ``text_len``, returns that
+    upper bound instead of scanning (the caller's ``> max_frac`` test then fails for both).
+    """
+    keys, start, end = index.keys(n)
+    if len(keys) == 0:
+        return 0
+    _, first_at, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    first = first_at[inverse]
+    repeats = np.flatnonzero(first != np.arange(len(keys)))
+    if len(repeats) == 0:
+        return 0
+    lengths = end - start
+    bound = int(lengths[repeats].sum())
+    if bound / text_len <= max_frac:
+        return bound
+    text, s, e, f = index.joined, start.tolist(), end.tolist(), first[repeats].tolist()
+    for k, j in zip(repeats.tolist(), f, strict=True):
+        if text[s[k]:e[k]] != text[s[j]:e[j]]:
+            return None
+    return _skip_scan(keys.tolist(), lengths.tolist(), repeats.tolist(), n)
+
+
+def _skip_scan(keys: list[int], lengths: list[int], repeats: list[int], n: int) -> int:
+    seen: set[int] = set()
+    repeated = idx = 0
+    for k in repeats:
+        if k < idx:
+            continue
+        seen.update(keys[idx:k])
+        if keys[k] in seen:
+            repeated += lengths[k]
+            idx = k + n
+        else:
+            seen.add(keys[k])
             idx = k + 1
     return repeated

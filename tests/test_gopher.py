@@ -13,7 +13,14 @@ import pytest
 from filters.base import Document
 from filters.gopher import GopherQuality, GopherRepetition
 from filters.registry import CHAINS, build_filter, expand
-from filters.text import duplicate_ngram_chars, find_duplicates, repeated_positions, words
+from filters.text import (
+    NgramKeys,
+    duplicate_ngram_chars,
+    duplicate_ngram_chars_keyed,
+    find_duplicates,
+    repeated_positions,
+    words,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
@@ -119,6 +126,17 @@ def test_duplicate_helpers_match_the_reference_definition() -> None:
     assert repeated_positions(grams) == [2, 3, 5]
     # at 2 "ab" repeats -> +2, jump to 4; "ef" new; "cd" repeats -> +2
     assert duplicate_ngram_chars(grams, 2) == 4
+
+
+def test_hashed_ngram_keys_agree_with_strings() -> None:
+    tokens = list(words(" ".join([prose(40, "a"), " ".join(WORDS[:9]), prose(30, "b"), " ".join(WORDS[:9])] * 3)))
+    index = NgramKeys(tokens)
+    for n in range(1, 11):
+        grams = ["".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        exact = duplicate_ngram_chars(grams, n)
+        assert exact > 0
+        assert duplicate_ngram_chars_keyed(index, n, 10**6, -1.0) == exact
+        assert duplicate_ngram_chars_keyed(index, n, 10**6, 1.0) <= 10**6  # early bound within the limit
 
 
 def test_registry_names_and_chains() -> None:
