@@ -130,9 +130,10 @@ def e2e_table(spec: str, force: bool) -> str:
     wall = time.perf_counter() - started
     run_dir = load_spec(spec, check_files=False).run_dir
     timings = json.loads((run_dir / "_work" / "mixture_timings.json").read_text())
-    clean = re.search(r"clean: done in ([\d.]+) s", proc.stderr)
-    rows = [("clean (Beam: read, filters, dedup, quality; reused if up to date)",
-             float(clean.group(1)) if clean else 0.0)]
+    runs = re.findall(r"clean: running (\S+) .*?clean: done in ([\d.]+) s", proc.stderr, flags=re.S)
+    rows = [(f"clean `{name}` (Beam pipeline)", float(sec)) for name, sec in runs]
+    if not runs:
+        rows.append(("clean (up to date: reused)", 0.0))
     rows += [(f"mixture: {k}", v) for k, v in timings.items() if k != "tokens_tokenized"]
     lines = [f"End to end: `mixlab mixture {spec}`{' --force' if force else ''}: {wall:.1f} s wall "
              f"({timings['tokens_tokenized']:,} kept tokens tokenized)", "", "| stage | seconds |", "|---|---:|"]
