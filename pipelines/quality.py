@@ -7,6 +7,7 @@ all scores and applies it as a side input. Outputs follow the corpus-stage contr
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -110,5 +111,15 @@ def quality_stage(stage: int, **params: Any) -> QualityStage:
     if rule.model is None:
         raise ValueError(f"quality: no model; give the step `model: PATH`, set ${QUALITY_MODEL_ENV}, or add "
                          "a `quality:` section to the spec so `mixlab mixture` trains one first")
-    QualityModel(rule.model, rule.max_chars)
+    _check_model(rule.model, _stamp(rule.model))
     return QualityStage(rule, stage)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    return (os.stat(path).st_mtime_ns, os.stat(path).st_size) if os.path.isfile(path) else None
+
+
+@functools.lru_cache(maxsize=16)
+def _check_model(path: str, stamp: tuple[int, int] | None) -> None:
+    """Load the model once per file version (a missing or bad file raises, and errors are not cached)."""
+    QualityModel(path)

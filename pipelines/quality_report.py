@@ -13,15 +13,25 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-COLUMNS = ["id", "source", "text", "lang", "lang_score", "quality_score"]
+COLUMNS = ["id", "source", "lang", "lang_score", "quality_score"]  # text is read only for the examples
 EXAMPLES = 3
 SNIPPET = 160
 BINS = 20
 
 
 def _rows(directory: Path, extra: list[str]) -> list[dict[str, Any]]:
-    return [row for path in sorted(directory.glob("*/*.parquet"))
+    return [{**row, "path": str(path)} for path in sorted(directory.glob("*/*.parquet"))
             for row in pq.read_table(path, columns=COLUMNS + extra).to_pylist()]
+
+
+def _with_text(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their ``text``, read from their Parquet files for just these ids."""
+    texts: dict[tuple[str, str], str] = {}
+    for path in sorted({r["path"] for r in rows}):
+        ids = [r["id"] for r in rows if r["path"] == path]
+        table = pq.read_table(path, columns=["id", "text"], filters=[("id", "in", ids)])
+        texts.update(((path, i), t) for i, t in zip(table["id"].to_pylist(), table["text"].to_pylist(), strict=True))
+    return [{**r, "text": texts[(r["path"], r["id"])]} for r in rows]
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -74,7 +84,7 @@ def _examples(title: str, rows: list[dict[str, Any]]) -> list[str]:
         return []
     out = ["", title, "", "| score | id | reason | text |", "|---:|---|---|---|"]
     out += [f"| {r['quality_score']:.3g} | `{r['id']}` | {r.get('reason') or 'kept'} | {_snippet(r['text'])} |"
-            for r in rows]
+            for r in _with_text(rows)]
     return out
 
 
