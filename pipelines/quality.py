@@ -8,9 +8,11 @@ all scores and applies it as a side input. Outputs follow the corpus-stage contr
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -107,12 +109,24 @@ def quality_stage(stage: int, **params: Any) -> QualityStage:
         raise ValueError(f"quality: unknown parameter(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(known))}")
     params.setdefault("model", os.environ.get(QUALITY_MODEL_ENV) or None)
+    if params["model"] and "max_chars" not in params:
+        params["max_chars"] = trained_max_chars(params["model"])
     rule = QualityRule(**params)
     if rule.model is None:
         raise ValueError(f"quality: no model; give the step `model: PATH`, set ${QUALITY_MODEL_ENV}, or add "
                          "a `quality:` section to the spec so `mixlab mixture` trains one first")
     _check_model(rule.model, _stamp(rule.model))
     return QualityStage(rule, stage)
+
+
+def trained_max_chars(model: str) -> int:
+    """The ``max_chars`` the model was trained with (its ``manifest.json``), else the default."""
+    manifest = Path(model).parent / "manifest.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        if Path(data.get("model", "")).resolve() == Path(model).resolve():
+            return int(data["max_chars"])
+    return QualityRule.max_chars
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -18,7 +18,7 @@ from filters.quality import QualityModel, QualityRule, pareto_draw, top_percent_
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
 from pipelines.cli import main
-from pipelines.quality import quality_stage
+from pipelines.quality import quality_stage, trained_max_chars
 from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes
 from pipelines.run import run_clean
 from pipelines.stages import REMOVED
@@ -164,3 +164,4 @@ def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path,
     assert main(["quality", "train", str(spec_file)]) == 0  # up to date: reused, not retrained
     assert "ROC AUC" in capsys.readouterr().out
     assert json.loads((qdir / "manifest.json").read_text()) == manifest
+    assert trained_max_chars(str(qdir / "model.bin")) == 2000  # an explicit `model:` scores as it was trained
