@@ -20,6 +20,7 @@ number of shared n-grams, the character spans in the text the filter saw, and th
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import json
 import logging
@@ -168,8 +169,6 @@ def task_name(path: Path) -> str:
 
 def read_items(path: Path, item_text: str = "gold") -> Iterable[tuple[str, list[str]]]:
     """Yield ``(item id, texts)`` from a unified eval file ({id, query, choices, gold}); errors name the line."""
-    import gzip
-
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
