@@ -78,14 +78,17 @@ def _split(name: str, rows: dict[str, list[Any]], mix: MixtureSpec, seed: int) -
     return SourceData(name, rows, np.sort(order[:want]), np.sort(order[want:]))
 
 
-def _grow_validation(src: SourceData, seq_len: int, seed: int) -> None:
-    """Add validation documents until they fill at least one sequence; error if half the source cannot."""
+def _grow_validation(src: SourceData, seq_len: int, seed: int, required: bool) -> None:
+    """Add validation documents until they fill one sequence; if half the source cannot: error, or none."""
     lengths = src.tokens.lengths + 1  # type: ignore[union-attr]
     order = seeded_rank(src.ids, seed, f"{src.name}/valid")
     k = len(src.valid)
     while lengths[order[:k]].sum() < seq_len and k < len(order) // 2:
         k += 1
-    if lengths[order[:k]].sum() < seq_len:
+    if lengths[order[:k]].sum() < seq_len and not required:
+        log.warning("mixture: %s (weight 0) is too small for a validation sequence; it gets no streams", src.name)
+        k = 0
+    elif lengths[order[:k]].sum() < seq_len:
         raise MixtureError(f"source {src.name!r}: {len(order)} documents, {int(lengths.sum()):,} tokens: too little "
                            f"to hold out one validation sequence of {seq_len} tokens from half of it")
     src.valid, src.train = np.sort(order[:k]), np.sort(order[k:])
@@ -169,7 +172,7 @@ def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
     for src in sources.values():
         src.tokens = tokenize(tok, src.rows["text"])
         if src.ids:
-            _grow_validation(src, mix.max_seq_len, seed)
+            _grow_validation(src, mix.max_seq_len, seed, required=weights[src.name] > 0)
         log.info("mixture: %s: %d documents, %d tokens", src.name, len(src.ids), int(src.tokens.lengths.sum()))
     n_tokens = sum(int(src.tokens.ids.size) for src in sources.values())  # type: ignore[union-attr]
     timings["tokenize"] = time.monotonic() - clock
