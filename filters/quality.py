@@ -30,8 +30,11 @@ _PUNCT = re.compile(r"([.!?,;:()\[\]{}\"'`])")
 
 
 def normalize(text: str, max_chars: int) -> str:
-    """The one line fastText sees: first ``max_chars`` characters, lowercased, punctuation split off."""
-    return " ".join(_PUNCT.sub(r" \1 ", text[:max_chars].lower()).split())
+    """The one line fastText sees: first ``max_chars`` characters, lowercased, punctuation split off.
+
+    ``__label__`` inside a document would read as a label in a training line, so it is defused.
+    """
+    return " ".join(_PUNCT.sub(r" \1 ", text[:max_chars].lower().replace("__label__", "_label_")).split())
 
 
 class QualityModel:

@@ -14,7 +14,7 @@ import yaml
 from scipy.stats import ks_2samp
 
 from filters.base import Document
-from filters.quality import QualityModel, QualityRule, pareto_draw, top_percent_cutoff, train_model
+from filters.quality import QualityModel, QualityRule, normalize, pareto_draw, top_percent_cutoff, train_model
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
 from pipelines.cli import main
@@ -58,6 +58,10 @@ def test_training_is_deterministic_and_separates_classes(slice_docs: dict, train
     evaluation = evaluate(again, split["holdout"])
     assert evaluation["holdout_docs"] == 48 and evaluation["roc_auc"] > 0.85
     assert evaluation["by_source"]["web"]["mean_score"] < evaluation["by_source"]["wiki"]["mean_score"]
+
+
+def test_normalize_is_one_line_without_labels() -> None:
+    assert normalize("Hello,\nWorld! __label__hq x" * 3, 27) == "hello , world ! _label_hq x"
 
 
 def test_roc_auc_matches_hand_counts() -> None:
