@@ -139,7 +139,7 @@ class LangIdFilter:
         if self.max_chars is not None and self.max_chars <= 0:
             raise ValueError(f"langid: max_chars must be positive, got {self.max_chars}")
         self.detector = make_backend(self.backend, self.model)
-        self.wanted = set(self.langs)
+        self.wanted = {self.langs} if isinstance(self.langs, str) else set(self.langs)
 
     def _accepts(self, lang: str, score: float) -> bool:
         return (not self.wanted or lang in self.wanted) and score >= self.min_score
@@ -163,11 +163,12 @@ class LangIdFilter:
         kept = [(line, pred) for line, pred in zip(lines, preds, strict=True) if self._accepts(*pred)]
         if not kept:
             return drop("langid.no_paragraph_in_language", **_majority(lines, preds))
-        text = "\n".join(line for line, _ in kept)
-        removed = sum(map(len, lines)) - sum(len(line) for line, _ in kept)
-        edits = {"langid.paragraph_language": removed} if removed else {}
         tags = _majority([line for line, _ in kept], [pred for _, pred in kept])
-        return Verdict(True, text=text if text != doc.text else None, edits=edits, tags=tags)
+        removed = sum(map(len, lines)) - sum(len(line) for line, _ in kept)
+        if not removed:
+            return Verdict(True, tags=tags)
+        text = "\n".join(line for line, _ in kept)
+        return Verdict(True, text=text, edits={"langid.paragraph_language": removed}, tags=tags)
 
 
 def _majority(lines: Sequence[str], preds: Sequence[tuple[str, float]]) -> dict[str, object]:

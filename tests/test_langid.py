@@ -68,6 +68,9 @@ def test_per_paragraph_removes_other_language_lines_as_an_edit(lid_model: Path) 
     assert verdict.keep and verdict.text == f"{DE}\n{EN}"
     assert verdict.edits == {"langid.paragraph_language": len(FR)}
     assert verdict.tags["lang"] in ("en", "de")
+    untouched = rule(doc(f"{DE}\n\n{EN}"))
+    assert untouched.keep and untouched.text is None and not untouched.edits  # blank lines stay
+    assert langid(langs="de", min_score=0.3)(doc(DE)).keep  # a single language may be written bare
     gone = rule(doc(f"{FR}\n{FR}"))
     assert not gone.keep and gone.reason == "langid.no_paragraph_in_language" and gone.tags["lang"] == "fr"
 
