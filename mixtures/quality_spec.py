@@ -44,7 +44,8 @@ class QualitySpec(_Strict):
     bucket: int = Field(100_000, ge=1000, description="hash buckets for n-grams (model size ~ bucket x dim)")
     min_count: int = Field(2, ge=1)
     max_chars: int = Field(5_000, gt=0, description="characters of a document used to train and score")
-    model: str | None = Field(None, description="model path; default <run dir>/quality/model.bin")
+    model: str | None = Field(None, description="model path (relative: to the current directory, like output_dir); "
+                                            "default <run dir>/quality/model.bin")
 
     @model_validator(mode="after")
     def _disjoint(self) -> QualitySpec:
