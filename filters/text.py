@@ -165,8 +165,14 @@ def _split_infixes(chunk: str, out: list[str]) -> None:
         out.append(chunk[start:])
 
 
+_DIGIT = regex.compile("[0-9]")
+
+
 def _find_suffix(string: str) -> regex.Match[str] | None:
     """Leftmost suffix match; suffixes are at most 5 characters long except runs of dots."""
+    last = string[-1:]
+    if "0" <= last <= "9" or (last.isalpha() and string[-2:-1] not in ("'", "’") and not _DIGIT.search(string)):
+        return None  # only units ("10km") and "'s" end in a letter, and no suffix ends in a digit
     start = 0 if string.endswith("..") else max(0, len(string) - 6)
     return _SUFFIX.search(string, start)
 
