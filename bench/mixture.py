@@ -121,13 +121,19 @@ def writing_table(tokenized, folder: Path) -> str:  # type: ignore[no-untyped-de
 
 
 def e2e_table(spec: str, force: bool) -> str:
-    """Run ``mixlab mixture`` and break its wall time into the clean step and the mixture's stages."""
+    """Run ``mixlab mixture`` as ``make mixture`` does and break its wall time into stages."""
     from mixtures.spec import load_spec
 
     cmd = [str(REPO / ".venv/bin/mixlab"), "mixture", spec, *(["--force"] if force else [])]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True)
+    shared = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared"))
+    env = {**os.environ, "MIXLAB_SHARED": str(shared), "PYTHONHASHSEED": "0"}  # what `make mixture` exports
+    if (shared / "nltk_data").is_dir():
+        env.setdefault("NLTK_DATA", str(shared / "nltk_data"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False, env=env)
     wall = time.perf_counter() - started
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     run_dir = load_spec(spec, check_files=False).run_dir
     timings = json.loads((run_dir / "_work" / "mixture_timings.json").read_text())
     runs = re.findall(r"clean: running (\S+) .*?clean: done in ([\d.]+) s", proc.stderr, flags=re.S)
