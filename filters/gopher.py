@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import filterfalse
-from operator import add, itemgetter
+from operator import add, itemgetter, mul
 
 from filters.base import KEEP, Document, Verdict, drop
 from filters.text import (
@@ -153,7 +153,16 @@ def duplicate_units(units: Sequence[str], text_len: int, max_frac: float | None,
 
 def top_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int, float]]) -> str | None:
     """The most frequent n-gram covers too many characters (space-joined length times count)."""
+    unigrams = Counter(tokens)
+    if not unigrams:
+        return None
+    # An n-gram's occurrences hold, for each of its words, at most that word's own count x length characters,
+    # plus n - 1 spaces each: a bound that spares counting n-grams on most documents.
+    most_chars = max(map(mul, unigrams.values(), map(len, unigrams)))
+    most_count = max(unigrams.values())
     for n, max_frac in limits:
+        if (n * most_chars + (n - 1) * most_count) / text_len <= max_frac:
+            continue
         counts = Counter(zip(*(tokens[i:] for i in range(n)), strict=False))
         if not counts:
             continue
