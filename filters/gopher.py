@@ -31,7 +31,9 @@ TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))  # (n, max fraction of characters
 DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))  # (n, max duplicated fraction)
 BULLETS = ("•", "-")
 ELLIPSES = ("...", "…")
-KEYED_MIN_TOKENS = 400  # from this many words on, repeated n-grams are found with hashed keys (numpy)
+# From this many words on (up to this many characters, which bounds the hash tables' memory), repeated
+# n-grams are found with hashed keys (numpy) rather than Python sets.
+KEYED_MIN_TOKENS, KEYED_MAX_CHARS = 400, 1 << 22
 
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAK = re.compile(r"\n+")
@@ -175,7 +177,7 @@ def top_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int,
 def duplicate_ngrams(tokens: Sequence[str], text_len: int, limits: Iterable[tuple[int, float]]) -> str | None:
     """Characters in repeated n-grams (counted once per non-overlapping repeat) exceed the limit."""
     built: dict[int, list[str]] = {1: list(tokens)}
-    index = NgramKeys(tokens) if len(tokens) >= KEYED_MIN_TOKENS else None
+    index = NgramKeys(tokens) if len(tokens) >= KEYED_MIN_TOKENS and text_len <= KEYED_MAX_CHARS else None
     for n, max_frac in limits:
         chars = duplicate_ngram_chars_keyed(index, n, text_len, max_frac) if index is not None else None
         if chars is None:
