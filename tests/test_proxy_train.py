@@ -121,7 +121,7 @@ def test_two_gloo_processes_match_a_single_process_run(tiny_mixture: Path, tmp_p
     cfg = TrainConfig(size="tiny", tokens=8 * 64 * 6, checkpoint_every=100)
     single = losses(train(tiny_mixture, cfg, out=tmp_path / "single"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "pipelines.cli", "proxy", "train", str(tiny_mixture), "--config", "tiny", "--tokens",
            str(8 * 64 * 6), "--checkpoint-every", "100", "--out", str(tmp_path / "ddp"), "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
