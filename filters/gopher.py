@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from itertools import filterfalse
+from itertools import compress
 from operator import add, itemgetter, mul
 
 from filters.base import KEEP, Document, Verdict, drop
@@ -39,14 +39,15 @@ _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAK = re.compile(r"\n+")
 
 
-@lru_cache(maxsize=1 << 16)
-def _is_symbol(word: str) -> bool:
-    return all(ch in PUNCTUATION_SET for ch in word)
+SYMBOL, NO_LETTER, LETTER = 0, 1, 2  # word classes: punctuation only; other, without a letter; with a letter
 
 
-@lru_cache(maxsize=1 << 16)
-def _has_alpha(word: str) -> bool:
-    return any(ch.isalpha() for ch in word)
+@lru_cache(maxsize=1 << 17)
+def word_class(word: str) -> int:
+    """SYMBOL, NO_LETTER or LETTER (no punctuation character is a letter, so the classes do not overlap)."""
+    if any(ch.isalpha() for ch in word):
+        return LETTER
+    return SYMBOL if all(ch in PUNCTUATION_SET for ch in word) else NO_LETTER
 
 
 # ---- quality checks ----------------------------------------------------------------------------------------
@@ -90,9 +91,9 @@ def line_shape(lines: Sequence[str], max_bullets: float | None, max_end_ellipsis
     return None
 
 
-def alpha_ratio(tokens: Sequence[str], min_ratio: float | None) -> str | None:
+def alpha_ratio(n_letter_words: int, n_words: int, min_ratio: float | None) -> str | None:
     """Too few words containing an alphabetic character."""
-    if min_ratio is not None and sum(map(_has_alpha, tokens)) / len(tokens) < min_ratio:
+    if min_ratio is not None and n_letter_words / n_words < min_ratio:
         return "below_alpha_threshold"
     return None
 
@@ -124,15 +125,16 @@ class GopherQuality:
     def check(self, text: str) -> str | None:
         """The first failed check, or ``None`` when the text passes."""
         tokens = words(text)
-        content = list(filterfalse(_is_symbol, tokens))
-        if not content:  # no words at all: nothing to measure (datatrove divides by zero here)
+        classes = list(map(word_class, tokens))
+        n_content = len(classes) - classes.count(SYMBOL)
+        if not n_content:  # no words at all: nothing to measure (datatrove divides by zero here)
             return "short_doc"
-        return (word_count(len(content), self.min_doc_words, self.max_doc_words)
-                or mean_word_length(sum(map(len, content)) / len(content),
+        return (word_count(n_content, self.min_doc_words, self.max_doc_words)
+                or mean_word_length(sum(map(len, compress(tokens, classes))) / n_content,
                                     self.min_avg_word_length, self.max_avg_word_length)
                 or symbol_ratio(text, len(tokens), self.max_symbol_word_ratio)
                 or line_shape(text.splitlines(), self.max_bullet_lines_ratio, self.max_ellipsis_lines_ratio)
-                or alpha_ratio(tokens, self.min_alpha_words_ratio)
+                or alpha_ratio(classes.count(LETTER), len(tokens), self.min_alpha_words_ratio)
                 or stop_words(tokens, self.stop_words, self.min_stop_words))
 
     def __call__(self, doc: Document) -> Verdict:
