@@ -182,8 +182,11 @@ def score_requests(model: MPT, tokenizer: Tokenizer, requests: list[Request], de
 
 
 def score_task(model: MPT, tokenizer: Tokenizer, path: Path, fewshot: int, limit: int | None,
-               device: torch.device, seed: int = 1234) -> dict:
-    """Accuracy (raw and length-normalised), centered accuracy and chance for one task file."""
+               device: torch.device, seed: int = 1234, contaminated: set[str] | None = None) -> dict:
+    """Accuracy (raw and length-normalised), centered accuracy and chance for one task file.
+
+    With ``contaminated`` (item ids some training document overlapped), also the accuracies on the clean subset.
+    """
     items = read_task(path, limit)
     requests = requests_for(items, fewshot, seed)
     scores = score_requests(model, tokenizer, requests, device)
@@ -205,6 +208,11 @@ def score_task(model: MPT, tokenizer: Tokenizer, path: Path, fewshot: int, limit
                acc_norm=float(np.mean(norm)), chance=chance, nll_per_token=None)
     row.update(acc_centered=(row["acc"] - chance) / (1 - chance),
                acc_norm_centered=(row["acc_norm"] - chance) / (1 - chance))
+    if contaminated is not None:
+        clean = [i for i, item in enumerate(items) if str(item.get("id", f"{task}/{i}")) not in contaminated]
+        row.update(clean_items=len(clean),
+                   acc_clean=float(np.mean([raw[i] for i in clean])) if clean else None,
+                   acc_norm_clean=float(np.mean([norm[i] for i in clean])) if clean else None)
     return row
 
 
@@ -233,12 +241,25 @@ def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, evals_dir: 
         files = [f for f in files if f.name.removesuffix(".jsonl.gz") in wanted]
     bpb = bits_per_byte(model, mix, dev, max_samples)
     tokenizer = Tokenizer.from_file(str(mix.tokenizer))
+    dirty = _contaminated(Path(run_dir or meta["run_dir"]))
     mc = []
     for file in files:
-        mc.append(score_task(model, tokenizer, file, fewshot, limit, dev))
+        task = file.name.removesuffix(".jsonl.gz")
+        mc.append(score_task(model, tokenizer, file, fewshot, limit, dev,
+                             contaminated=None if dirty is None else dirty.get(task, set())))
         log.info("%s: acc %.3f acc_norm %s (chance %.3f, %d items)", mc[-1]["task"], mc[-1]["acc"],
                  mc[-1]["acc_norm"], mc[-1]["chance"], mc[-1]["items"])
     return write_results(path, meta, bpb, mc)
+
+
+def _contaminated(run_dir: Path) -> dict[str, set[str]] | None:
+    """Per task, eval items the run's training documents overlapped; None when the run had no decontam step."""
+    from pipelines.decontam import contaminated_items
+
+    try:
+        return contaminated_items(run_dir)
+    except FileNotFoundError:
+        return None
 
 
 def write_results(checkpoint: Path, meta: dict, bpb: list[dict], mc: list[dict]) -> Path:

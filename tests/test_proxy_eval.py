@@ -89,6 +89,19 @@ def test_task_accuracy_chance_and_centering(tiny_mixture: Path, trained: Path, t
     assert row["chance"] == pytest.approx((1 / 2 + 1 / 3) / 2)
     assert row["acc"] in (0.0, 0.5, 1.0) and row["acc_norm"] in (0.0, 0.5, 1.0)
     assert row["acc_centered"] == pytest.approx((row["acc"] - row["chance"]) / (1 - row["chance"]))
+    assert "acc_clean" not in row  # no decontamination information: no clean-subset columns
+
+
+def test_clean_subset_leaves_out_contaminated_items(tiny_mixture: Path, trained: Path, tmp_path: Path) -> None:
+    tok = Tokenizer.from_file(str(data.load_streams(tiny_mixture).tokenizer))
+    model, _ = load_model(checkpoint_path(trained, 30), CPU)
+    items = [{"id": f"toy/{i}", "query": "The", "choices": [" the", " zzqx qqqq"], "gold": i % 2} for i in range(4)]
+    path = _write_task(tmp_path / "toy.jsonl.gz", items)
+    full = score_task(model, tok, path, 0, None, CPU, contaminated=set())
+    assert full["clean_items"] == 4 and full["acc_clean"] == full["acc"] == 0.5  # same prediction for every item
+    dirty = score_task(model, tok, path, 0, None, CPU, contaminated={"toy/1", "toy/3"})
+    assert dirty["clean_items"] == 2 and dirty["acc"] == 0.5
+    assert dirty["acc_clean"] in (0.0, 1.0)  # only the gold-0 (or only the gold-1) items are left
 
 
 def test_cli_eval_writes_bpb_and_mc_results_into_the_run(trained: Path, capsys: pytest.CaptureFixture) -> None:
