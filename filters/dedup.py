@@ -1,11 +1,14 @@
 """Deduplication math without Beam: text normalisation, shingles, MinHash signatures, LSH bands, clusters.
 
-Signatures are datasketch's ``affine32`` MinHash (``MinHash(num_perm, seed, hashfunc=shingle_hash)``) computed
-with numpy for a whole document at once: the shingle hashes are pre-mixed with MurmurHash3's 32-bit finaliser
-and permuted with ``a * h + b mod 2^32`` using datasketch's own permutation parameters, so a signature here is
-bit-for-bit the one ``MinHash.update_batch`` gives. A shingle's hash combines 64-bit token hashes
-(``xxh3_64`` of a word, or a mixed code point for character n-grams) with fixed odd multipliers, which lets the
-hashes of every n-gram of a document be computed with ``n`` vector operations.
+Signatures are datasketch's ``affine64`` MinHash (``MinHash(num_perm, seed, hashfunc=shingle_hash,
+scheme="affine64")``) computed with numpy for a whole document at once: the 64-bit shingle hashes are pre-mixed
+with MurmurHash3's 64-bit finaliser and permuted with ``a * h + b mod 2^64`` using datasketch's own permutation
+parameters. We keep the high 32 bits of each value (the min of the high bits is the high bits of the min), so a
+signature is 4 bytes per permutation and bit-for-bit ``MinHash.update_batch``'s ``hashvalues >> 32``. (The
+``affine32`` scheme's estimates were measurably noisier on dedup_bench: 19% higher squared error than ideal
+random permutations, against 2% for ``affine64``.) A shingle's hash combines 64-bit token hashes (``xxh3_64`` of a
+word, or a mixed code point for character n-grams) with fixed odd multipliers, which lets the hashes of every
+n-gram of a document be computed with ``n`` vector operations.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import numpy as np
 import regex
 import xxhash
 
-MAX_HASH = np.uint32(0xFFFFFFFF)  # signature value of an empty shingle set (datasketch's sentinel)
+MAX_HASH = np.uint32(0xFFFFFFFF)  # signature value of an empty shingle set (high bits of datasketch's sentinel)
 _NODE_MASK = (1 << 63) - 1  # node keys fit a signed 64-bit varint in Beam's coders
-_ROW_CHUNK = 4096  # shingles permuted at once; bounds memory to 4096 x num_perm x 4 bytes per document
+_ROW_CHUNK = 4096  # shingles permuted at once; bounds memory to 4096 x num_perm x 8 bytes per document
 _MAX_NGRAM = 64
 _MULTIPLIERS = np.random.RandomState(20240531).randint(
     0, 1 << 62, _MAX_NGRAM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -85,23 +88,23 @@ def token_hashes(normalised: str, unit: str) -> np.ndarray:
 
 
 def shingle_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
-    """32-bit hashes of every n-gram of the token hashes; fewer than ``n`` tokens make one shingle of them all."""
+    """64-bit hashes of every n-gram of the token hashes; fewer than ``n`` tokens make one shingle of them all."""
     if not 1 <= n <= _MAX_NGRAM:
         raise ValueError(f"n-gram size must be in 1..{_MAX_NGRAM}, got {n}")
     width = min(n, len(tokens))
     if width == 0:
-        return np.empty(0, dtype=np.uint32)
+        return np.empty(0, dtype=np.uint64)
     count = len(tokens) - width + 1
     acc = np.zeros(count, dtype=np.uint64)
     for k in range(width):
         acc += tokens[k:k + count] * _MULTIPLIERS[k]
-    return (acc >> np.uint64(32)).astype(np.uint32)
+    return acc
 
 
 def shingle_hash(token_hashes_of_one_shingle: Sequence[int]) -> int:
     """Scalar reference of :func:`shingle_hashes` for one shingle (the ``hashfunc`` given to datasketch)."""
     acc = sum(int(h) * int(_MULTIPLIERS[k]) for k, h in enumerate(token_hashes_of_one_shingle))
-    return (acc % (1 << 64)) >> 32
+    return acc % (1 << 64)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -112,35 +115,27 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(33))
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
 # ---------------------------------------------------------------------------------------------- MinHash
 
 @lru_cache(maxsize=16)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's ``affine32`` permutation parameters ``(a, b)`` for ``num_perm`` and ``seed``."""
+    """datasketch's ``affine64`` permutation parameters ``(a, b)`` for ``num_perm`` and ``seed``."""
     from datasketch import MinHash
 
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine64").permutations
+    return a.astype(np.uint64), b.astype(np.uint64)
 
 
 def signature(shingles: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """MinHash signature (``uint32[num_perm]``) of a set of 32-bit shingle hashes; all ``MAX_HASH`` if empty."""
+    """MinHash signature (``uint32[num_perm]``, high bits) of 64-bit shingle hashes; all ``MAX_HASH`` if empty."""
     a, b = permutations(num_perm, seed)
-    sig = np.full(num_perm, MAX_HASH, dtype=np.uint32)
-    mixed = _fmix32(shingles.astype(np.uint32, copy=False))
+    sig = np.full(num_perm, np.uint64(2**64 - 1), dtype=np.uint64)
+    mixed = _fmix64(shingles.astype(np.uint64, copy=False))
     for start in range(0, len(mixed), _ROW_CHUNK):
         block = a[:, None] * mixed[None, start:start + _ROW_CHUNK]  # permutations x shingles: rows reduce fast
         block += b[:, None]
         np.minimum(sig, block.min(axis=1), out=sig)
-    return sig
+    return (sig >> np.uint64(32)).astype(np.uint32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +154,7 @@ class MinHashParams:
         return self.bands * self.rows
 
     def shingles(self, text: str) -> np.ndarray:
-        """The 32-bit shingle hashes of a document's text."""
+        """The 64-bit shingle hashes of a document's text."""
         return shingle_hashes(token_hashes(self.norm(text), self.unit), self.ngram)
 
     def signature(self, text: str) -> np.ndarray:

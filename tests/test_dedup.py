@@ -19,9 +19,9 @@ def _datasketch_sig(text: str, p: dd.MinHashParams, unit: str, n: int) -> np.nda
     tokens = [int(h) for h in dd.token_hashes(p.norm(text), unit)]
     width = min(n, len(tokens))
     shingles = [tuple(tokens[i:i + width]) for i in range(len(tokens) - width + 1)] if width else []
-    m = MinHash(num_perm=p.num_perm, seed=p.seed, hashfunc=dd.shingle_hash)
+    m = MinHash(num_perm=p.num_perm, seed=p.seed, hashfunc=dd.shingle_hash, scheme="affine64")
     m.update_batch(shingles)
-    return m.hashvalues
+    return (m.hashvalues >> np.uint64(32)).astype(np.uint32)
 
 
 @pytest.mark.parametrize("unit,n", [("word", 5), ("char", 10), ("word", 1)])
