@@ -204,3 +204,13 @@ def test_source_without_data_fails_before_writing(tmp_path: Path, corpora: Path)
     with pytest.raises(MixtureError, match="'wiki' has no documents left after filtering"):
         build_mixture(spec, layout.root)
     assert not (layout.root / "mds").exists() and not (layout.root / "plan.json").exists()
+
+
+def test_unavailable_tokenizers_name_the_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixtures.tokenizer import TokenizerError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TokenizerError, match="cannot load HF tokenizer 'no-such-org/no-such-model'"):
+        load_tokenizer("no-such-org/no-such-model")
+    with pytest.raises(TokenizerError, match="does not exist"):
+        load_tokenizer(str(tmp_path / "missing.json"))
