@@ -62,6 +62,7 @@ lint: $(STAMP)
 # Peers for bench/ (tensorflow-datasets, datatrove): installed on demand, never needed by tests.
 bench-setup: $(STAMP)
 	$(BIN)/pip install --quiet -c requirements/lock.txt -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --no-deps datatrove==0.10.1
 
 clean-runs:
 	rm -rf runs
