@@ -36,11 +36,12 @@ mixture: $(STAMP) $(LID_MODEL)
 tokens: $(STAMP)
 	$(BIN)/mixlab tokens $(MIX) $(if $(Q),"$(Q)")
 
-# Proxies per mixture and seed, compared with uncertainty (docs/ablations.md). Quick CPU run on the first 60
-# documents per source: make ablate MIXES="mix_v1.yaml mix_v2.yaml mix_v3.yaml" SEEDS=3 ABLATE_ARGS="--tiny-docs 60"
+# Proxies per mixture and seed, compared with uncertainty (docs/ablations.md). By default a quick CPU run on tiny
+# copies of the mixtures (first 60 documents per source); ABLATE_ARGS= (empty) ablates the full mixtures.
 MIXES ?= mix_v1.yaml mix_v2.yaml mix_v3.yaml
 SEEDS ?= 3
 PROXY ?= tiny
+ABLATE_ARGS ?= --tiny-docs 60
 ablate: $(STAMP) $(LID_MODEL)
 	OMP_NUM_THREADS=1 $(BIN)/mixlab ablate $(MIXES) --seeds $(SEEDS) --proxy $(PROXY) $(ABLATE_ARGS)
 
