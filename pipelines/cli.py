@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # Beam relays every worker's INFO lines; keep Mixlab's own progress readable
         for noisy in ("apache_beam", "distributed", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     from mixtures.spec import SpecError
 
     try:

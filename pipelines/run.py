@@ -197,10 +197,14 @@ def _source_of(row: dict[str, Any]) -> str:
 
 
 def pipeline_options(spec: Spec, runner: str | None = None, extra: list[str] | None = None) -> PipelineOptions:
-    """Beam options from the spec, with a CLI runner and flags taking precedence."""
+    """Beam options from the spec, with a CLI runner and flags taking precedence.
+
+    Worker processes log at WARNING unless a flag says otherwise (Beam's INFO chatter from every harness would
+    bury Mixlab's own progress lines).
+    """
     pipe = spec.pipeline
     return PipelineOptions(
-        flags=[*pipe.options, *(extra or [])],
+        flags=["--default_sdk_harness_log_level=WARNING", *pipe.options, *(extra or [])],
         runner=RUNNER_ALIASES.get(runner or pipe.runner, runner or pipe.runner),
         direct_num_workers=pipe.direct_num_workers,
         direct_running_mode=pipe.direct_running_mode,
