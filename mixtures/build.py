@@ -9,6 +9,7 @@ and planning needs every source's totals at once, so a Beam stage would only add
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -25,7 +26,7 @@ import yaml
 from mixtures import catalogue
 from mixtures.mds import StreamStats, shard_of, shard_table, write_stream
 from mixtures.mixture_spec import MixtureSpec
-from mixtures.plan import PlanError, SourcePlan, epoch_schedule, make_plan, seeded_rank
+from mixtures.plan import PlanError, SourcePlan, epoch_schedule, make_plan
 from mixtures.spec import Spec, SpecError
 from mixtures.tokenizer import (
     Tokenized,
@@ -57,6 +58,7 @@ class SourceData:
     rows: dict[str, list[Any]]
     valid: np.ndarray
     train: np.ndarray
+    order: np.ndarray
     tokens: Tokenized | None = None
 
     @property
@@ -70,18 +72,39 @@ def _read(folder: Path, columns: list[str]) -> dict[str, list[Any]]:
     return {c: [v for part in parts for v in part[c]] for c in columns}
 
 
+def heldout_keys(ids: list[str], seed: int, source: str) -> np.ndarray:
+    """Each id's held-out hash in [0, 2**64): depends only on (seed, source, id), never on the rest of the mix."""
+    return np.array([int.from_bytes(hashlib.blake2b(f"{seed}\x00{source}/valid\x00{i}".encode(), digest_size=8)
+                                    .digest(), "big") for i in ids], dtype=np.uint64)
+
+
+def in_bucket(keys: np.ndarray, fraction: float) -> np.ndarray:
+    """Which keys fall in the held-out bucket: ``key / 2**64 < fraction`` (exact integer comparison)."""
+    return keys < np.uint64(min(int(fraction * 2**64), 2**64 - 1))
+
+
 def _split(name: str, rows: dict[str, list[Any]], mix: MixtureSpec, seed: int) -> SourceData:
-    """Hold out validation documents: the first of a seeded order (never more than half the source)."""
+    """Hold out the bucket of documents with the lowest hashes (grown to ``min_docs``, at most half the source).
+
+    The bucket depends only on (seed, source, id) and the fraction, so a document one mix holds out is held out by
+    every mix that keeps it (with the same seed and fraction), and no such mix trains on it.
+    """
     n = len(rows["id"])
-    order = seeded_rank(rows["id"], seed, f"{name}/valid")
-    want = min(max(round(mix.validation.fraction * n), mix.validation.min_docs), mix.validation.max_docs, n // 2)
-    return SourceData(name, rows, np.sort(order[:want]), np.sort(order[want:]))
+    keys = heldout_keys(rows["id"], seed, name)
+    order = np.argsort(keys, kind="stable")  # the same order as seeded_rank(ids, seed, f"{name}/valid")
+    bucket = int(in_bucket(keys, mix.validation.fraction).sum())
+    want = min(max(bucket, mix.validation.min_docs), mix.validation.max_docs, n // 2)
+    if want < bucket:
+        log.warning("mixture: %s: %d documents fall in the held-out bucket but max_docs / half the source allow "
+                    "%d; the other %d are trained on (other mixes may hold them out)", name, bucket, want,
+                    bucket - want)
+    return SourceData(name, rows, np.sort(order[:want]), np.sort(order[want:]), order)
 
 
-def _grow_validation(src: SourceData, seq_len: int, seed: int, required: bool) -> None:
-    """Add validation documents until they fill one sequence; if half the source cannot: error, or none."""
+def _grow_validation(src: SourceData, seq_len: int, required: bool) -> None:
+    """Add the next-lowest hashes until validation fills one sequence; if half the source cannot: error, or none."""
     lengths = src.tokens.lengths + 1  # type: ignore[union-attr]
-    order = seeded_rank(src.ids, seed, f"{src.name}/valid")
+    order = src.order
     k = len(src.valid)
     while lengths[order[:k]].sum() < seq_len and k < len(order) // 2:
         k += 1
@@ -94,11 +117,11 @@ def _grow_validation(src: SourceData, seq_len: int, seed: int, required: bool) -
     src.valid, src.train = np.sort(order[:k]), np.sort(order[k:])
 
 
-def _tokenizer_sample(sources: list[SourceData], seed: int, chars: int) -> Iterator[str]:
-    """Texts for BPE training: per source an equal share of ``chars``, from the back of the seeded order."""
+def _tokenizer_sample(sources: list[SourceData], chars: int) -> Iterator[str]:
+    """Texts for BPE training: per source an equal share of ``chars``, highest held-out hashes first."""
     share = chars // max(len(sources), 1)
     for src in sources:
-        order = seeded_rank(src.ids, seed, f"{src.name}/valid")[::-1][: len(src.ids) // 2]
+        order = src.order[::-1][: len(src.ids) // 2]
         used = 0
         for i in order:
             if used >= share:
@@ -108,13 +131,13 @@ def _tokenizer_sample(sources: list[SourceData], seed: int, chars: int) -> Itera
             yield text
 
 
-def _get_tokenizer(spec: Spec, sources: list[SourceData], seed: int) -> Any:
+def _get_tokenizer(spec: Spec, sources: list[SourceData]) -> Any:
     mix = spec.mixture
     assert mix is not None
     if mix.tokenizer.name == "bpe":
         log.info("mixture: training a byte-level BPE (vocab %d) on %d chars of the run's data",
                  mix.tokenizer.vocab_size, mix.tokenizer.sample_chars)
-        tok = train_bpe(_tokenizer_sample(sources, seed, mix.tokenizer.sample_chars), mix.tokenizer.vocab_size,
+        tok = train_bpe(_tokenizer_sample(sources, mix.tokenizer.sample_chars), mix.tokenizer.vocab_size,
                         mix.tokenizer.eos_token)
     else:
         try:
@@ -161,7 +184,7 @@ def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
     timings["read"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    tok = _get_tokenizer(spec, [src for src in sources.values() if src.ids], seed)
+    tok = _get_tokenizer(spec, [src for src in sources.values() if src.ids])
     try:
         eos = eos_id(tok, mix.tokenizer.eos_token)
     except TokenizerError as err:
@@ -172,7 +195,7 @@ def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
     for src in sources.values():
         src.tokens = tokenize(tok, src.rows["text"])
         if src.ids:
-            _grow_validation(src, mix.max_seq_len, seed, required=weights[src.name] > 0)
+            _grow_validation(src, mix.max_seq_len, required=weights[src.name] > 0)
         log.info("mixture: %s: %d documents, %d tokens", src.name, len(src.ids), int(src.tokens.lengths.sum()))
     n_tokens = sum(int(src.tokens.ids.size) for src in sources.values())  # type: ignore[union-attr]
     timings["tokenize"] = time.monotonic() - clock
