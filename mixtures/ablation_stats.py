@@ -207,19 +207,52 @@ def _stability_table(stability: pd.DataFrame) -> list[str]:
     return lines
 
 
+def lead_first(table: pd.DataFrame, lead: str | None) -> pd.DataFrame:
+    """Rows whose metric shares ``lead``'s prefix (``bpb_common/`` for ``bpb_common/mean``) first, order kept."""
+    if lead is None or table.empty:
+        return table
+    prefix = lead.split("/")[0] + "/"
+    first = table.metric.str.startswith(prefix)
+    return pd.concat([table[first], table[~first]], ignore_index=True)
+
+
+def _headline(summary: pd.DataFrame, lead: str) -> list[str]:
+    """Mixes ranked by the mean of the lead metric, with seed spread and interval."""
+    part = summary[summary.metric == lead]
+    if part.empty:
+        return [f"No results for `{lead}` (see the notes below), so no headline ranking."]
+    part = part.sort_values("mean", ascending=not bool(part.higher_is_better.iloc[0]))
+    lines = [f"Mixes ranked by `{lead}` ({'higher' if part.higher_is_better.iloc[0] else 'lower'} is better).", "",
+             "| rank | mix | seeds | mean | seed std | 95% CI |", "|---|---|---|---|---|---|"]
+    for rank, r in enumerate(part.itertuples(), 1):
+        lines.append(f"| {rank} | {r.mix} | {r.seeds} | {_fmt(r.mean)} | {_fmt(r.std)} | "
+                     f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] |")
+    return lines
+
+
 def write_report(results: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, title: str,
-                 settings: dict[str, object], seed: int = 0) -> Path:
-    """Write report.md (with summary.csv, pairwise.csv and SVG plots) into ``out_dir``; return its path."""
+                 settings: dict[str, object], seed: int = 0, lead: str | None = None,
+                 sections: dict[str, list[str]] | None = None) -> Path:
+    """Write report.md (with summary.csv, pairwise.csv and SVG plots) into ``out_dir``; return its path.
+
+    With ``lead`` (a metric), the report opens with the mixes ranked by it, and its family of metrics comes first
+    in every table; ``sections`` are extra Markdown sections (title -> lines) placed after the settings.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary, pairs, stability = summarize(results, seed=seed), pairwise(results, seed=seed), \
-        ranking_stability(results)
+    summary, pairs, stability = lead_first(summarize(results, seed=seed), lead), \
+        lead_first(pairwise(results, seed=seed), lead), lead_first(ranking_stability(results), lead)
     summary.to_csv(out_dir / "summary.csv", index=False)
     pairs.to_csv(out_dir / "pairwise.csv", index=False)
-    figures = [plot_metrics(summary, out_dir / "bpb.svg", "bpb/"),
+    figures = [plot_metrics(summary, out_dir / "bpb_common.svg", "bpb_common/"),
+               plot_metrics(summary, out_dir / "bpb.svg", "bpb/"),
                plot_metrics(summary, out_dir / "mc.svg", "mc/"),
                plot_curves(curves, out_dir / "loss_curves.svg")]
     lines = [f"# Ablation {title}", "", "## Settings", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
+    if lead is not None:
+        lines += ["", "## Headline ranking", "", *_headline(summary, lead)]
+    for heading, body in (sections or {}).items():
+        lines += ["", f"## {heading}", "", *body]
     lines += ["", "## Results per mixture", "",
               "Mean over seeds, the seed spread (sample std) and a 95% percentile bootstrap interval of the "
               "mean (seeds resampled, 2000 draws). bpb = bits per byte on held-out text of a domain "

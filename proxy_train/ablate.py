@@ -8,10 +8,17 @@ What differs between the proxies of one ablation: the mixture and the *init seed
 What is shared: model size, token budget, batch, learning-rate schedule, tokenizer setting (each mix's spec)
 and the *data-order seed* (StreamingDataset shuffle). Finished (mix, seed) pairs are read back, never retrained;
 an interrupted proxy resumes from its last checkpoint.
+
+The common evaluation set (``common_eval.json``): per source present in every mix, the documents every mix held
+out (``split = 'valid'`` in each run's catalogue), with their cleaned text from ``runs/<mix>/docs/<source>/``
+when every mix cleaned them to the same text. No mix trains on them, and every proxy is scored on the same bytes:
+``bpb_common/<source>`` and ``bpb_common/mean``. A proxy recorded without them (or scored on a common set that
+has since changed) is scored again from its saved checkpoint, never retrained.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -27,6 +34,7 @@ from proxy_train.train import TrainConfig, latest_checkpoint, train
 
 log = logging.getLogger(__name__)
 
+COMMON_PREFIX = "bpb_common/"
 INIT_SEED_BASE = 17  # seed k of an ablation initialises its model with INIT_SEED_BASE + k
 
 
@@ -130,6 +138,118 @@ def curve_rows(out: Path, mix: str, seed: int) -> pd.DataFrame:
     return curve.assign(mix=mix, seed=seed)[ablation_stats.CURVE_COLUMNS]
 
 
+@dataclass
+class CommonSet:
+    """The documents every mix of an ablation held out: per source (id, cleaned text) pairs, and report notes."""
+
+    docs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of every source, id and text: equal fingerprints mean the same bytes are scored."""
+        digest = hashlib.sha256()
+        for source, docs in sorted(self.docs.items()):
+            for doc_id, text in docs:
+                digest.update(f"{source}\x00{doc_id}\x00{text}\x00".encode())
+        return digest.hexdigest()
+
+    def as_json(self) -> dict:
+        """What common_eval.json records: per source the ids, documents and UTF-8 bytes, and the notes."""
+        return {"fingerprint": self.fingerprint, "notes": self.notes,
+                "sources": {s: {"docs": len(d), "bytes": sum(len(t.encode()) for _, t in d),
+                                "ids": [i for i, _ in d]} for s, d in sorted(self.docs.items())}}
+
+
+def _catalogue(run_dir: Path) -> pd.DataFrame | None:
+    """(source, id, split) of a run's kept and removed documents; None when the run has no catalogue."""
+    path = run_dir / "catalogue" / "docs.parquet"
+    return pd.read_parquet(path, columns=["source", "id", "split"]) if path.is_file() else None
+
+
+def _cleaned_texts(run_dir: Path, source: str, ids: set[str]) -> dict[str, str]:
+    """id -> cleaned text of the wanted documents of one source of a run (``runs/<mix>/docs/<source>/``)."""
+    parts = [pd.read_parquet(p, columns=["id", "text"]) for p in sorted((run_dir / "docs" / source).glob("*.parquet"))]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "text"])
+    table = table[table["id"].isin(ids)]
+    return dict(zip(table["id"], table["text"], strict=True))
+
+
+def common_eval_set(mixes: list[Mix]) -> CommonSet:
+    """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text."""
+    catalogues = {m.name: _catalogue(m.run_dir) for m in mixes}
+    lacking = [name for name, cat in catalogues.items() if cat is None]
+    if lacking or not mixes:
+        return CommonSet(notes={"(all)": f"no common set: {', '.join(lacking) or 'no mixes'} "
+                                         "lack catalogue/docs.parquet (build with `mixlab mixture`)"})
+    cats = [c for c in catalogues.values() if c is not None]
+    every = set.intersection(*(set(c["source"]) for c in cats))
+    common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])
+                                                                                      for c in cats)) - every)})
+    for source in sorted(every):
+        ids = set.intersection(*(set(c.loc[(c["source"] == source) & (c["split"] == "valid"), "id"]) for c in cats))
+        texts = [_cleaned_texts(m.run_dir, source, ids) for m in mixes]
+        same = sorted(i for i in ids if len({t.get(i) for t in texts}) == 1 and i in texts[0])
+        differ = f"; {len(ids) - len(same)} more held out by every mix but cleaned to different texts, left out" \
+            if len(same) < len(ids) else ""
+        if not same:
+            common.notes[source] = f"empty: {len(ids)} documents held out by every mix{differ}"
+            continue
+        common.docs[source] = [(i, texts[0][i]) for i in same]
+        n_bytes = sum(len(texts[0][i].encode()) for i in same)
+        common.notes[source] = f"{len(same)} documents, {n_bytes:,} bytes{differ}"
+    return common
+
+
+def save_common_set(ablation: Ablation, common: CommonSet) -> None:
+    """Write common_eval.json; if it records another set, drop the old ``bpb_common/*`` rows so they are redone."""
+    file = ablation.root / "common_eval.json"
+    old = json.loads(file.read_text(encoding="utf-8"))["fingerprint"] if file.is_file() else None
+    if old not in (None, common.fingerprint) and ablation.results_path.is_file():
+        results = pd.read_parquet(ablation.results_path)
+        log.warning("ablation %s: the common evaluation set changed; rescoring every proxy on it",
+                    ablation.root.name)
+        results[~results.metric.str.startswith(COMMON_PREFIX)].to_parquet(ablation.results_path, index=False)
+    file.write_text(json.dumps(common.as_json(), indent=1) + "\n", encoding="utf-8")
+
+
+def common_bits_per_byte(proxy_dir: Path, common: CommonSet) -> dict[str, float]:
+    """``bpb_common/<source>`` of a proxy's newest checkpoint under its own tokenizer, and their mean."""
+    import numpy as np
+    import torch
+    from tokenizers import Tokenizer
+
+    from mixtures.tokenizer import prepare
+    from proxy_train import evaluate
+
+    if not common.docs:
+        return {}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
+    streams = data.load_streams(meta["run_dir"])
+    tok = prepare(Tokenizer.from_file(str(streams.tokenizer)))
+    metrics = {f"{COMMON_PREFIX}{s}": evaluate.bits_per_byte_texts(
+        model, tok, [t for _, t in docs], device, streams.eos_token_id)["bits_per_byte"]
+        for s, docs in common.docs.items()}
+    return {**metrics, f"{COMMON_PREFIX}mean": float(np.mean(list(metrics.values())))}
+
+
+def backfill_common(ablation: Ablation, common: CommonSet, seeds: int) -> None:
+    """Score recorded proxies that lack ``bpb_common/*`` rows from their saved checkpoints (no retraining)."""
+    if not common.docs or not ablation.results_path.is_file():
+        return
+    results = pd.read_parquet(ablation.results_path, columns=["mix", "seed", "metric"])
+    scored = set(zip(*[results.loc[results.metric.str.startswith(COMMON_PREFIX), c] for c in ("mix", "seed")],
+                     strict=True))
+    names = {m.name for m in ablation.mixes}
+    for mix, seed in sorted(ablation.done()):
+        if mix in names and seed < seeds and (mix, seed) not in scored:
+            log.info("ablation %s: scoring %s seed %d on the common set from its checkpoint",
+                     ablation.root.name, mix, seed)
+            metrics = common_bits_per_byte(ablation.proxy_dir(mix, seed), common)
+            _append(ablation.results_path, result_rows(metrics, mix, seed, dict.fromkeys(metrics, False)))
+
+
 def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
     """Bits-per-byte of a proxy's newest checkpoint on each validation stream of the run it trained on."""
     import torch
@@ -161,6 +281,10 @@ def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dic
 
 def run_ablation(ablation: Ablation, seeds: int) -> Path:
     """Train and evaluate every missing (mix, seed) proxy, then write the report; returns report.md."""
+    common = common_eval_set(ablation.mixes)
+    save_common_set(ablation, common)
+    log.info("ablation %s: common evaluation set: %s", ablation.root.name,
+             "; ".join(f"{s}: {note}" for s, note in common.notes.items()))
     done = ablation.done()
     todo = [(m, s) for m in ablation.mixes for s in range(seeds) if (m.name, s) not in done]
     log.info("ablation %s: %d mixes x %d seeds, %d already done, %d to train",
@@ -170,9 +294,12 @@ def run_ablation(ablation: Ablation, seeds: int) -> Path:
                  mix.name, seed, ablation.config.init_seed_base + seed)
         out = train_proxy(ablation, mix, seed)
         metrics, higher = evaluate_proxy(ablation, out)
+        shared = common_bits_per_byte(out, common)
+        metrics, higher = {**metrics, **shared}, {**higher, **dict.fromkeys(shared, False)}
         _append(ablation.curves_path, curve_rows(out, mix.name, seed))
         _append(ablation.results_path, result_rows(metrics, mix.name, seed, higher))  # last: marks it done
-    return write_report(ablation, seeds)
+    backfill_common(ablation, common, seeds)
+    return write_report(ablation, seeds, common)
 
 
 def shared_mean(results: pd.DataFrame) -> pd.DataFrame:
@@ -188,8 +315,8 @@ def shared_mean(results: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(metric="bpb/shared_mean", higher_is_better=False)[ablation_stats.RESULT_COLUMNS]
 
 
-def write_report(ablation: Ablation, seeds: int) -> Path:
-    """The ablation's report.md from results.parquet and curves.parquet."""
+def write_report(ablation: Ablation, seeds: int, common: CommonSet | None = None) -> Path:
+    """The ablation's report.md from results.parquet and curves.parquet, led by the common-set metrics."""
     results = pd.read_parquet(ablation.results_path)
     results = results[results.seed < seeds]
     results = pd.concat([results, shared_mean(results)], ignore_index=True)
@@ -205,13 +332,22 @@ def write_report(ablation: Ablation, seeds: int) -> Path:
                  f"{summary.get('tokens', '?')} tokens each",
         "data order": f"StreamingDataset shuffle seed {cfg.data_seed}, identical for every proxy",
         "tokenizer": "each mix's spec setting (bits-per-byte does not depend on the tokenizer)",
-        "evaluation": "bits-per-byte on each mix's held-out validation stream per source; "
+        "evaluation": "bits-per-byte on the common held-out set (`bpb_common/*`: the same documents and bytes "
+                      "for every proxy, trained on by none) and on each mix's own validation stream (`bpb/*`: "
+                      "different texts per mix, so not a fair comparison across mixes); "
                       + (f"MC tasks {', '.join(cfg.mc_tasks)} (centered accuracy, first {cfg.mc_limit} items)"
                          if cfg.mc_tasks else "no MC tasks"),
         "bpb/shared_mean": "mean over the domains every mix was scored on",
     }
+    notes = ["Per source present in every mix, the documents every mix held out (the intersection of the runs' "
+             "validation splits), scored on their cleaned text under each proxy's own tokenizer; ids in "
+             "`common_eval.json`. `bpb_common/mean` is the unweighted mean over the scored sources.", "",
+             "| source | common set |", "|---|---|"]
+    notes += [f"| {s} | {note} |" for s, note in (common.notes if common is not None else {}).items()] or \
+        ["| (none) | not computed in this run |"]
     return ablation_stats.write_report(results, curves, ablation.root, ablation.root.name, settings,
-                                       seed=cfg.bootstrap_seed)
+                                       seed=cfg.bootstrap_seed, lead=f"{COMMON_PREFIX}mean",
+                                       sections={"Common evaluation set": notes})
 
 
 def build_run(spec: Spec, tiny: bool = False) -> Path:

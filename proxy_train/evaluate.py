@@ -98,6 +98,46 @@ def bits_per_byte(model: MPT, mix: data.MixtureStreams, device: torch.device, ma
     return rows
 
 
+@torch.no_grad()
+def bits_per_byte_texts(model: MPT, tokenizer: Tokenizer, texts: list[str], device: torch.device, eos: int,
+                        batch_size: int = 16) -> dict:
+    """Bits-per-byte of raw texts under ``tokenizer`` (the proxy's own), every byte of every text predicted.
+
+    Convention: each text is tokenized alone (``mixtures.tokenizer.tokenize``, whose per-token bytes are the
+    mixture writer's byte accounting) and preceded by one EOS, as a document follows an EOS in a packed stream;
+    its tokens are cut into windows of ``max_seq_len`` predicted tokens, each window conditioned on the token
+    before it (EOS or the previous window's last token) and nothing earlier. The EOS is context only, never
+    predicted, so bytes = UTF-8 bytes of the texts, exactly (checked).
+    """
+    from mixtures.tokenizer import tokenize
+
+    encoded = tokenize(tokenizer, texts)
+    n_bytes = int(encoded.n_bytes.sum())
+    utf8 = sum(len(t.encode("utf-8")) for t in texts)
+    if n_bytes != utf8 or n_bytes == 0:
+        raise ValueError(f"token bytes {n_bytes} != UTF-8 bytes {utf8} of {len(texts)} texts (or no text)")
+    width = model.cfg.max_seq_len
+    windows = []
+    for i in range(len(texts)):
+        seq = np.concatenate([[eos], encoded.doc(i)[0]]).astype(np.int64)
+        windows += [seq[lo:lo + width + 1] for lo in range(0, len(seq) - 1, width)]
+    nats = 0.0
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start:start + batch_size]
+        longest = max(len(w) for w in chunk) - 1
+        inputs = torch.zeros((len(chunk), longest), dtype=torch.long)
+        targets = torch.full((len(chunk), longest), -100, dtype=torch.long)  # padding is not scored
+        for row, w in enumerate(chunk):
+            inputs[row, : len(w) - 1] = torch.from_numpy(w[:-1])
+            targets[row, : len(w) - 1] = torch.from_numpy(w[1:])
+        with _autocast(device):
+            logits = model(inputs.to(device))
+        nats += float(F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), reduction="sum"))
+    n_tokens = int(encoded.ids.size)
+    return {"bits_per_byte": nats / math.log(2) / n_bytes, "nats_per_token": nats / n_tokens, "docs": len(texts),
+            "windows": len(windows), "tokens": n_tokens, "bytes": n_bytes}
+
+
 def _autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
