@@ -7,6 +7,10 @@
 - ``pareto``: GPT-3's sampling, keep when ``pareto(alpha) > 1 - score`` (``quality.pareto_rejected``), the
   Pareto draw derived from a hash of (seed, source, id) so reruns keep the same documents;
 - ``tag``: score only.
+
+Cross-fitting: a spec-trained classifier comes with ``FOLDS`` fold models; a document's fold is a hash of
+(seed, source, id) mod ``FOLDS``, model ``k`` is trained only on documents outside fold ``k`` and scores exactly
+the documents of fold ``k`` (:class:`CrossFitModel`), so no document is scored by a model that saw it.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from filters.base import Document
 from filters.langid import ModelError, load_fasttext, predict_lines
 
 POSITIVE = "__label__hq"
 NEGATIVE = "__label__lq"
 MODES = ("threshold", "top_percentile", "pareto", "tag")
+FOLDS = 2
 _PUNCT = re.compile(r"([.!?,;:()\[\]{}\"'`])")
 
 
@@ -55,6 +61,41 @@ class QualityModel:
         labels, probs = predict_lines(self.model, [normalize(t, self.max_chars) for t in texts], k=-1)
         return [min(float(dict(zip(lab, p, strict=True)).get(POSITIVE, 0.0)), 1.0)
                 for lab, p in zip(labels, probs, strict=True)]
+
+    def score_docs(self, docs: Sequence[Document]) -> list[float]:
+        """Scores of documents (one model for all of them: in-sample for the documents it was trained on)."""
+        return self.score([d.text for d in docs])
+
+
+def fold_of(seed: int, source: str, doc_id: str) -> int:
+    """A document's cross-fitting fold: a hash of (seed, source, id) mod ``FOLDS``, independent of other docs."""
+    digest = hashlib.blake2b(f"{seed}\x00{source}/quality-fold\x00{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % FOLDS
+
+
+def fold_model_paths(model: str | Path) -> list[Path]:
+    """The fold models trained next to ``model``: ``model.fold0.bin``, ``model.fold1.bin``."""
+    path = Path(model)
+    return [path.with_name(f"{path.stem}.fold{k}{path.suffix}") for k in range(FOLDS)]
+
+
+class CrossFitModel:
+    """Out-of-fold scoring: a document of fold ``k`` is scored by model ``k``, which never saw fold ``k``."""
+
+    def __init__(self, paths: Sequence[str | Path], seed: int, max_chars: int = 5_000) -> None:
+        if len(paths) != FOLDS:
+            raise ModelError(f"quality: cross-fitting needs {FOLDS} fold models, got {len(paths)}")
+        self.models, self.seed = [QualityModel(p, max_chars) for p in paths], seed
+
+    def score_docs(self, docs: Sequence[Document]) -> list[float]:
+        """Each document's score from the model of its fold (one batched predict per fold)."""
+        folds = [fold_of(self.seed, d.source, d.id) for d in docs]
+        scores = [0.0] * len(docs)
+        for k, model in enumerate(self.models):
+            index = [i for i, f in enumerate(folds) if f == k]
+            for i, score in zip(index, model.score([docs[i].text for i in index]), strict=True):
+                scores[i] = score
+        return scores
 
 
 # Run in a fresh interpreter: fastText 0.9.2 training inside a process that already trained or loaded models
@@ -98,6 +139,7 @@ class QualityRule:
     seed: int = 0
     max_chars: int = 5_000
     batch_size: int = 256
+    trained: str | None = None  # set by ``mixlab mixture``: the training fingerprint, so a retrain re-cleans
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -1,8 +1,11 @@
 """The ``quality`` corpus stage: score every document with the quality classifier, then keep by the rule.
 
 Scoring is batched (``beam.BatchElements`` -> one fastText ``predict`` per batch) and the model is loaded once
-per worker in ``DoFn.setup``. ``top_percentile`` computes each source's cutoff with a ``CombinePerKey`` over
-all scores and applies it as a side input. Outputs follow the corpus-stage contract of ``pipelines.stages``.
+per worker in ``DoFn.setup``. When the model's ``manifest.json`` names fold models (a spec-trained classifier),
+both are loaded and each document is scored by the model of its fold, which never saw it (cross-fitting);
+a model file without them scores every document itself. ``top_percentile`` computes each source's cutoff with a
+``CombinePerKey`` over all scores and applies it as a side input. Outputs follow the
+corpus-stage contract of ``pipelines.stages``.
 """
 
 from __future__ import annotations
@@ -19,25 +22,31 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.base import Document
-from filters.quality import QualityModel, QualityRule, top_percent_cutoff
+from filters.quality import CrossFitModel, QualityModel, QualityRule, fold_model_paths, top_percent_cutoff
 from pipelines.stages import REMOVED
 
 QUALITY_MODEL_ENV = "MIXLAB_QUALITY_MODEL"
 
 
 class ScoreBatch(beam.DoFn):
-    """Add ``quality_score`` to each document of a batch (one model per worker, one predict per batch)."""
+    """Add ``quality_score`` to each document of a batch (models loaded once per worker, batched predicts).
 
-    def __init__(self, model: str, max_chars: int) -> None:
-        self.model_path, self.max_chars = model, max_chars
-        self.model: QualityModel | None = None
+    ``cross_fit``: the fold models and the fold seed, or None to score with ``model`` alone.
+    """
+
+    def __init__(self, model: str, max_chars: int, cross_fit: tuple[tuple[str, ...], int] | None = None) -> None:
+        self.model_path, self.max_chars, self.cross_fit = model, max_chars, cross_fit
+        self.model: QualityModel | CrossFitModel | None = None
 
     def setup(self) -> None:
-        self.model = QualityModel(self.model_path, self.max_chars)
+        if self.cross_fit is None:
+            self.model = QualityModel(self.model_path, self.max_chars)
+        else:
+            self.model = CrossFitModel(self.cross_fit[0], self.cross_fit[1], self.max_chars)
 
     def process(self, batch: list[Document]) -> Iterator[Document]:
         assert self.model is not None
-        for doc, score in zip(batch, self.model.score([d.text for d in batch]), strict=True):
+        for doc, score in zip(batch, self.model.score_docs(batch), strict=True):
             yield replace(doc, meta={**doc.meta, "quality_score": score})
 
 
@@ -80,16 +89,16 @@ class TopPercentCutoff(beam.CombineFn):
 class QualityStage(beam.PTransform):
     """Score, then keep by threshold, top percentile per source, Pareto sampling, or keep all (tag)."""
 
-    def __init__(self, rule: QualityRule, stage: int) -> None:
+    def __init__(self, rule: QualityRule, stage: int, cross_fit: tuple[tuple[str, ...], int] | None = None) -> None:
         super().__init__()
-        self.rule, self.stage = rule, stage
+        self.rule, self.stage, self.cross_fit = rule, stage, cross_fit
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         rule = self.rule
         scored = (docs
                   | "Batch" >> beam.BatchElements(min_batch_size=min(16, rule.batch_size),
                                                   max_batch_size=rule.batch_size)
-                  | "Score" >> beam.ParDo(ScoreBatch(str(rule.model), rule.max_chars)))
+                  | "Score" >> beam.ParDo(ScoreBatch(str(rule.model), rule.max_chars, self.cross_fit)))
         side: dict[str, Any] = {}
         if rule.mode == "top_percentile":
             cutoffs = (scored
@@ -115,18 +124,39 @@ def quality_stage(stage: int, **params: Any) -> QualityStage:
     if rule.model is None:
         raise ValueError(f"quality: no model; give the step `model: PATH`, set ${QUALITY_MODEL_ENV}, or add "
                          "a `quality:` section to the spec so `mixlab mixture` trains one first")
-    _check_model(rule.model, _stamp(rule.model))
-    return QualityStage(rule, stage)
+    folds = cross_fit_models(rule.model)
+    for path in (rule.model, *(folds[0] if folds else ())):
+        _check_model(path, _stamp(path))
+    return QualityStage(rule, stage, folds)
 
 
-def trained_max_chars(model: str) -> int:
-    """The ``max_chars`` the model was trained with (its ``manifest.json``), else the default."""
+def _manifest(model: str) -> dict[str, Any] | None:
+    """The ``manifest.json`` next to ``model`` when it describes that model (written by ``mixlab quality train``)."""
     manifest = Path(model).parent / "manifest.json"
     if manifest.is_file():
         data = json.loads(manifest.read_text())
         if Path(data.get("model", "")).resolve() == Path(model).resolve():
-            return int(data["max_chars"])
-    return QualityRule.max_chars
+            return data
+    return None
+
+
+def trained_max_chars(model: str) -> int:
+    """The ``max_chars`` the model was trained with (its ``manifest.json``), else the default."""
+    data = _manifest(model)
+    return int(data["max_chars"]) if data else QualityRule.max_chars
+
+
+def cross_fit_models(model: str) -> tuple[tuple[str, ...], int] | None:
+    """The fold models and fold seed the model's manifest records, or None (a single model: in-sample scores)."""
+    data = _manifest(model)
+    if not data or "cross_fit" not in data:
+        return None
+    paths = tuple(str(p) for p in fold_model_paths(model))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"quality: {Path(model).parent / 'manifest.json'} records cross-fitted fold models but "
+                         f"{', '.join(missing)} is missing; retrain with `mixlab quality train SPEC --force`")
+    return paths, int(data["cross_fit"]["seed"])
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -3,7 +3,11 @@
 Training documents are the positive and negative sources *after their own filter chains minus the quality
 step*: a cached sub-run of the spec (``runs/<name>/quality/train_docs/``, reused while spec and inputs are
 unchanged). Classes are balanced, split with the seed, trained single-threaded and evaluated on the held-out
-part. Output in ``runs/<name>/quality/``: ``model.bin``, ``manifest.json``, ``eval.json``, ``scores.png``.
+part. Cross-fitting: besides ``model.bin`` (all training documents; for scoring data outside the run) one model per
+fold is trained, ``model.fold<k>.bin`` on the training documents *outside* fold ``k`` (fold = hash of seed, source,
+id; see ``filters.quality.fold_of``) and evaluated on the held-out documents of fold ``k``; the ``quality`` stage
+scores a document of fold ``k`` with it. Output in ``runs/<name>/quality/``: ``model.bin``, ``model.fold*.bin``,
+``manifest.json``, ``folds.json`` (the documents each fold model trained on), ``eval.json``, ``scores.png``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from filters.base import Document
-from filters.quality import NEGATIVE, POSITIVE, QualityModel, normalize, train_model
+from filters.quality import (
+    FOLDS,
+    NEGATIVE,
+    POSITIVE,
+    QualityModel,
+    fold_model_paths,
+    fold_of,
+    normalize,
+    train_model,
+)
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SourceSpec, Spec, SpecError, Step, load_spec
 
@@ -61,7 +74,8 @@ def _quality(spec: Spec) -> QualitySpec:
 def train_fingerprint(spec: Spec) -> str:
     """Changes when the training config, the sources' chains or their input files change."""
     q = _quality(spec).model_dump(mode="json", exclude={"model"})
-    return hashlib.sha256(json.dumps([q, training_spec(spec).fingerprint()], sort_keys=True).encode()).hexdigest()[:16]
+    parts = [q, training_spec(spec).fingerprint(), {"cross_fit_folds": FOLDS}]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _training_documents(spec: Spec, runner: str | None) -> dict[str, list[Document]]:
@@ -91,6 +105,16 @@ def split_classes(docs: dict[str, list[Document]], q: QualitySpec) -> dict[str, 
         rng.shuffle(pool)
         out["holdout"][label], out["train"][label] = pool[:n_hold], pool[n_hold:n]
     return out
+
+
+def fold_splits(split: dict[str, dict[str, list]], seed: int) -> list[dict[str, dict[str, list]]]:
+    """Per fold ``k``: train on the training documents outside fold ``k``, hold out the held-out ones inside it."""
+    def keep(pool: list[tuple[Document, str]], k: int, inside: bool) -> list[tuple[Document, str]]:
+        return [(d, line) for d, line in pool if (fold_of(seed, d.source, d.id) == k) == inside]
+
+    return [{"train": {label: keep(pool, k, False) for label, pool in split["train"].items()},
+             "holdout": {label: keep(pool, k, True) for label, pool in split["holdout"].items()}}
+            for k in range(FOLDS)]
 
 
 def _counts(items: list[tuple[Document, str]]) -> dict[str, int]:
@@ -127,7 +151,7 @@ def evaluate(model: QualityModel, holdout: dict[str, list[tuple[Document, str]]]
         "holdout_docs": len(items), "threshold": 0.5, "precision": round(precision, 4), "recall": round(recall, 4),
         "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
         "accuracy": round(sum((s >= 0.5) == bool(y) for s, y in zip(scores, labels, strict=True)) / len(items), 4),
-        "roc_auc": round(roc_auc(scores, labels), 4),
+        "roc_auc": round(roc_auc(scores, labels), 4) if 0 < sum(labels) < len(labels) else None,
         "by_source": {src: {"docs": len(v), "mean_score": round(sum(v) / len(v), 4), "histogram": _hist(v)}
                       for src, v in sorted(by_source.items())},
     }
@@ -167,6 +191,38 @@ def _write_train_file(path: Path, train: dict[str, list[tuple[Document, str]]], 
     path.write_text("".join(lines), encoding="utf-8")
 
 
+def _mean_metrics(evaluations: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The fold models' mean ROC AUC, precision, recall, F1 and accuracy (folds lacking a metric are skipped)."""
+    out: dict[str, float | None] = {}
+    for key in ("roc_auc", "precision", "recall", "f1", "accuracy"):
+        values = [e[key] for e in evaluations if e[key] is not None]
+        out[key] = round(sum(values) / len(values), 4) if values else None
+    return out
+
+
+def _train_one(out: Path, train_docs: dict[str, list[tuple[Document, str]]], q: QualitySpec,
+               params: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file = Path(tmp) / "train.txt"
+        _write_train_file(train_file, train_docs, q.seed)
+        log.info("quality: training %s on %d documents (%s)", out.name, sum(map(len, train_docs.values())), params)
+        train_model(train_file, out, **params)
+
+
+def _train_folds(out: Path, split: dict[str, dict[str, list]], q: QualitySpec,
+                 params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train and evaluate the fold models; return their evaluations and per-fold training documents."""
+    evaluations, trained_on = [], []
+    for k, (path, part) in enumerate(zip(fold_model_paths(out), fold_splits(split, q.seed), strict=True)):
+        _train_one(path, part["train"], q, params)
+        evaluations.append({"fold": k, "model": str(path),
+                            **evaluate(QualityModel(path, q.max_chars), part["holdout"])})
+        trained_on.append({"fold": k, "model": str(path), "scores_fold": k,
+                           "counts": {p: {label: _counts(pool) for label, pool in c.items()} for p, c in part.items()},
+                           "trained_on": sorted([d.source, d.id] for pool in part["train"].values() for d, _ in pool)})
+    return evaluations, trained_on
+
+
 def _manifest_fingerprint(path: Path) -> str | None:
     return json.loads(path.read_text()).get("fingerprint") if path.is_file() else None
 
@@ -176,7 +232,8 @@ def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
     q = _quality(spec)
     out, fingerprint = model_path(spec), train_fingerprint(spec)
     manifest_path = out.parent / "manifest.json"
-    if not force and out.is_file() and _manifest_fingerprint(manifest_path) == fingerprint:
+    complete = all(p.is_file() for p in (out, *fold_model_paths(out)))
+    if not force and complete and _manifest_fingerprint(manifest_path) == fingerprint:
         log.info("quality: %s is up to date (fingerprint %s)", out, fingerprint)
         return out
     started = time.monotonic()
@@ -184,24 +241,31 @@ def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
              ", ".join(q.positive), ", ".join(q.negative))
     split = split_classes(_training_documents(spec, runner), q)
     params = q.model_dump(include={"seed", "epoch", "lr", "word_ngrams", "dim", "bucket", "min_count"})
-    with tempfile.TemporaryDirectory() as tmp:
-        train_file = Path(tmp) / "train.txt"
-        _write_train_file(train_file, split["train"], q.seed)
-        log.info("quality: training fastText on %d documents (%s)", sum(map(len, split["train"].values())), params)
-        train_model(train_file, out, **params)
-    evaluation = evaluate(QualityModel(out, q.max_chars), split["holdout"])
+    _train_one(out, split["train"], q, params)
+    folds, trained_on = _train_folds(out, split, q, params)
+    cross_fit = {"folds": FOLDS, "seed": q.seed, "models": [f["model"] for f in folds],
+                 "rule": "fold = blake2b(seed, source/quality-fold, id) mod folds; model k trains on the training "
+                         "documents outside fold k, is evaluated on the held-out documents of fold k, and scores "
+                         "every document of fold k in the run",
+                 "mean": _mean_metrics(folds)}
+    evaluation = {**evaluate(QualityModel(out, q.max_chars), split["holdout"]),
+                  "cross_fit": {**cross_fit, "by_fold": folds}}
     plot_scores(evaluation, out.parent / "scores.png", spec.name)
     (out.parent / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    (out.parent / "folds.json").write_text(json.dumps(trained_on) + "\n")
     manifest = {
         "spec": spec.spec_path, "fingerprint": fingerprint, "model": str(out), "labels": [POSITIVE, NEGATIVE],
         "positive_sources": q.positive, "negative_sources": q.negative, "seed": q.seed, "max_chars": q.max_chars,
         "hyperparameters": {**params, "thread": 1, "loss": "softmax"}, "holdout_fraction": q.holdout,
         "counts": {part: {label: _counts(pool) for label, pool in classes.items()} for part, classes in split.items()},
+        "cross_fit": {**cross_fit, "counts": [f["counts"] for f in trained_on],
+                      "eval": [{k: f[k] for k in ("fold", "roc_auc", "precision", "recall")} for f in folds]},
         "train_seconds": round(time.monotonic() - started, 2),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("quality: %s trained; holdout ROC AUC %.3f, precision %.3f, recall %.3f", out,
-             evaluation["roc_auc"], evaluation["precision"], evaluation["recall"])
+    log.info("quality: %s trained; holdout ROC AUC %.3f, precision %.3f, recall %.3f; fold models (out of fold): "
+             "mean ROC AUC %s", out, evaluation["roc_auc"], evaluation["precision"], evaluation["recall"],
+             cross_fit["mean"]["roc_auc"])
     return out
 
 
@@ -221,7 +285,8 @@ def prepare_models(spec: Spec, runner: str | None = None) -> Spec:
             if step.name != "quality":
                 continue
             if "model" not in step.params and spec.quality is not None:
-                trained = trained or {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars}
+                trained = trained or {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars,
+                                      "trained": train_fingerprint(spec)}
                 steps[i] = Step(name="quality", params={**trained, **step.params})
             try:
                 quality_stage(stage=i, **steps[i].params)
@@ -239,5 +304,8 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"model:    {path}")
     print(f"eval:     {path.parent / 'eval.json'} (ROC AUC {evaluation['roc_auc']}, precision "
           f"{evaluation['precision']}, recall {evaluation['recall']})")
+    mean = evaluation.get("cross_fit", {}).get("mean", {})
+    print(f"folds:    {', '.join(map(str, fold_model_paths(path)))} (out-of-fold mean ROC AUC "
+          f"{mean.get('roc_auc')}, precision {mean.get('precision')}, recall {mean.get('recall')})")
     print(f"plot:     {path.parent / 'scores.png'}")
     return 0

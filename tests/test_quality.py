@@ -14,12 +14,22 @@ import yaml
 from scipy.stats import ks_2samp
 
 from filters.base import Document
-from filters.quality import QualityModel, QualityRule, normalize, pareto_draw, top_percent_cutoff, train_model
+from filters.quality import (
+    FOLDS,
+    QualityModel,
+    QualityRule,
+    fold_model_paths,
+    fold_of,
+    normalize,
+    pareto_draw,
+    top_percent_cutoff,
+    train_model,
+)
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
 from pipelines.cli import main
 from pipelines.quality import quality_stage, trained_max_chars
-from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes
+from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes, train
 from pipelines.run import run_clean
 from pipelines.stages import REMOVED
 
@@ -86,6 +96,15 @@ def test_pareto_draws_follow_numpy_pareto() -> None:
     ours = [pareto_draw(0, "web", str(i), 9.0) for i in range(4000)]
     theirs = np.random.default_rng(0).pareto(9.0, 4000)
     assert ks_2samp(ours, theirs).pvalue > 0.001
+
+
+def test_fold_is_a_stable_hash_of_seed_source_id() -> None:
+    folds = [fold_of(0, "web", str(i)) for i in range(2000)]
+    assert folds == [fold_of(0, "web", str(i)) for i in range(2000)] and set(folds) == set(range(FOLDS))
+    assert abs(folds.count(0) / len(folds) - 0.5) < 0.05
+    assert folds != [fold_of(1, "web", str(i)) for i in range(2000)]  # the seed reshuffles the folds
+    assert folds != [fold_of(0, "wiki", str(i)) for i in range(2000)]  # so does the source
+    assert [p.name for p in fold_model_paths("/x/model.bin")] == ["model.fold0.bin", "model.fold1.bin"]
 
 
 def test_top_percent_cutoff() -> None:
@@ -169,3 +188,33 @@ def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path,
     assert "ROC AUC" in capsys.readouterr().out
     assert json.loads((qdir / "manifest.json").read_text()) == manifest
     assert trained_max_chars(str(qdir / "model.bin")) == 2000  # an explicit `model:` scores as it was trained
+    _check_out_of_fold(qdir, kept + removed, manifest)
+    before = _fold_scores(qdir, kept + removed)
+    train(load_spec(spec_file), force=True)  # same seed: the same fold models, the same scores
+    assert _fold_scores(qdir, kept + removed) == before
+
+
+def _fold_scores(qdir: Path, rows: list[dict]) -> list[list[float]]:
+    docs = [Document(id=r["id"], text=r["text"], source=r["source"]) for r in rows]
+    return [QualityModel(p, 2000).score_docs(docs) for p in fold_model_paths(qdir / "model.bin")]
+
+
+def _check_out_of_fold(qdir: Path, rows: list[dict], manifest: dict) -> None:
+    """Every run document was scored by its fold's model, and no fold model trained on a document of its fold."""
+    folds = json.loads((qdir / "folds.json").read_text())
+    trained_on = [{tuple(d) for d in f["trained_on"]} for f in folds]
+    assert [len(t) for t in trained_on] == [sum(n for c in f["train"].values() for n in c.values())
+                                            for f in manifest["cross_fit"]["counts"]]
+    assert sum(map(len, trained_on)) == 64 and not trained_on[0] & trained_on[1]  # 32 wiki + 32 web, split
+    assert manifest["cross_fit"]["seed"] == 0 and len(manifest["cross_fit"]["eval"]) == FOLDS
+    fold_scores = _fold_scores(qdir, rows)
+    seen_in_training = 0
+    for row, *scores in zip(rows, *fold_scores, strict=True):
+        k = fold_of(0, row["source"], row["id"])
+        assert row["quality_score"] == scores[k]  # routed to the model of its fold
+        assert (row["source"], row["id"]) not in trained_on[k]  # which never saw it
+        seen_in_training += (row["source"], row["id"]) in trained_on[1 - k]
+    assert seen_in_training == 64  # the training documents themselves were scored out of fold
+    evaluation = json.loads((qdir / "eval.json").read_text())["cross_fit"]
+    aucs = [f["roc_auc"] for f in evaluation["by_fold"]]
+    assert evaluation["mean"]["roc_auc"] == round(sum(aucs) / len(aucs), 4) and min(aucs) > 0.7
