@@ -15,7 +15,8 @@ Example::
       # model: path/to/model.bin           # default runs/<name>/quality/model.bin
 
 A source's ``quality`` filter step without a ``model`` parameter uses this model; when the file is missing,
-``mixlab mixture`` trains it first (see ``docs/classifiers.md``).
+``mixlab mixture`` trains it first, with two cross-fitted fold models (``model.fold0.bin``, ``model.fold1.bin``)
+so every document of the run is scored by a model that never saw it (see ``docs/classifiers.md``).
 """
 
 from __future__ import annotations

@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = qsub.add_parser("train", help="train and evaluate the classifier of a spec's `quality:` section",
                         description="Train a fastText classifier: the spec's positive sources (__label__hq) vs its "
                                     "negative sources (__label__lq), after their filter chains without the quality "
-                                    "step, balanced, with a held-out split. Writes model.bin, manifest.json, "
+                                    "step, balanced, with a held-out split, plus two cross-fitted fold "
+                                    "models (each document of the run is scored by the one that never saw it). "
+                                    "Writes model.bin, model.fold0.bin, model.fold1.bin, manifest.json, "
                                     "eval.json (precision, recall, ROC AUC) and scores.png into "
                                     "runs/<name>/quality/. Reused while spec and inputs are unchanged unless --force.")
     q.add_argument("spec", help="spec file, or the name of a shipped one")
