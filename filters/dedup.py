@@ -72,11 +72,6 @@ def exact_key(normalised: str) -> int:
 
 # ---------------------------------------------------------------------------------------------- shingles
 
-def word_tokens(normalised: str) -> list[str]:
-    """Whitespace tokens of normalised text."""
-    return normalised.split()
-
-
 def token_hashes(normalised: str, unit: str) -> np.ndarray:
     """64-bit hashes of the tokens (``unit="word"``) or code points (``unit="char"``) of a text."""
     if unit == "word":

@@ -7,9 +7,13 @@ import gzip
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filters import registry
 from mixtures.spec import SourceSpec, Spec, Step, load_spec
+
+if TYPE_CHECKING:
+    from pipelines.run import RunLayout
 
 
 def mixture(args: argparse.Namespace) -> int:
@@ -57,28 +61,34 @@ def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
             out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def filter_file(args: argparse.Namespace) -> int:
-    """Run a chain on one file with the mixture pipeline; write kept/removed JSON Lines."""
+def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
+    """Write a run's kept and removed documents (every source) as OUT_DIR/{kept,removed}.jsonl.gz; return counts."""
     import pyarrow.parquet as pq
 
-    from pipelines.run import RunLayout, run_clean
+    counts = []
+    for name, folder in (("kept", layout.docs), ("removed", layout.removed)):
+        rows = [_plain(r) for p in sorted(folder.glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+        _write_jsonl_gz(out_dir / f"{name}.jsonl.gz", rows)
+        counts.append(len(rows))
+    return counts[0], counts[1]
 
-    source = args.source or Path(args.input).name.split(".")[0].replace(".", "_") or "input"
+
+def filter_file(args: argparse.Namespace) -> int:
+    """Run a chain on one file with the mixture pipeline; write kept/removed JSON Lines."""
+    from pipelines.run import run_clean
+
+    source = args.source or Path(args.input).name.split(".")[0] or "input"
     steps = [Step(name=name.strip()) for name in args.chain.split(",") if name.strip()]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         spec = Spec(name="filter", output_dir=tmp, spec_path=str(Path.cwd() / "cli"),
                     sources={source: SourceSpec(paths=[str(Path(args.input).resolve())], filters=steps)})
-        layout: RunLayout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=True)
-        kept = [r for p in sorted((layout.docs / source).glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
-        removed = [r for p in sorted((layout.removed / source).glob("*.parquet"))
-                   for r in pq.read_table(p).to_pylist()]
-        _write_jsonl_gz(out_dir / "kept.jsonl.gz", [_plain(r) for r in kept])
-        _write_jsonl_gz(out_dir / "removed.jsonl.gz", [_plain(r) for r in removed])
+        layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=True)
+        kept, removed = export_jsonl(layout, out_dir)
         for name in ("stats.json", "report.md", "funnel.svg"):
             (layout.root / name).replace(out_dir / name)
-    print(f"kept {len(kept)}, removed {len(removed)} -> {out_dir}")
+    print(f"kept {kept}, removed {removed} -> {out_dir}")
     return 0
 
 

@@ -69,7 +69,7 @@ def dedup_files(args: argparse.Namespace) -> int:
     """Run exact + MinHash dedup over the inputs; write kept/removed JSON Lines and clusters.parquet."""
     import pyarrow.parquet as pq
 
-    from pipelines.commands import _plain, _write_jsonl_gz
+    from pipelines.commands import export_jsonl
     from pipelines.run import run_clean
 
     if len(args.paths) < 2:
@@ -80,10 +80,7 @@ def dedup_files(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         spec = build_spec(args, inputs, tmp)
         layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=True)
-        kept = [r for p in sorted(layout.docs.glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
-        removed = [r for p in sorted(layout.removed.glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
-        _write_jsonl_gz(out_dir / "kept.jsonl.gz", [_plain(r) for r in kept])
-        _write_jsonl_gz(out_dir / "removed.jsonl.gz", [_plain(r) for r in removed])
+        kept, removed = export_jsonl(layout, out_dir)
         (out_dir / "clusters.parquet").unlink(missing_ok=True)
         if layout.dedup_clusters.exists():
             shutil.copyfile(layout.dedup_clusters, out_dir / "clusters.parquet")
@@ -93,5 +90,5 @@ def dedup_files(args: argparse.Namespace) -> int:
             pq.write_table(CLUSTER_SCHEMA.empty_table(), out_dir / "clusters.parquet")
         for name in ("stats.json", "report.md"):
             (layout.root / name).replace(out_dir / name)
-    print(f"kept {len(kept)}, removed {len(removed)} -> {out_dir}")
+    print(f"kept {kept}, removed {removed} -> {out_dir}")
     return 0
