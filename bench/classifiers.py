@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared")) / "corpora"
 sys.path.insert(0, str(REPO))
 
+from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes  # noqa: E402
+
 from filters.base import Document  # noqa: E402
 from filters.langid import Cld2LID, FastTextLID  # noqa: E402
 from filters.quality import POSITIVE, QualityModel, train_model  # noqa: E402
 from mixtures.quality_spec import QualitySpec  # noqa: E402
-from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes  # noqa: E402
 
 ISO1 = re.compile(r"^[a-z]{2}$")
 TERMINAL = (".", "!", "?", '"', "'")

@@ -9,7 +9,6 @@ and planning needs every source's totals at once, so a Beam stage would only add
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -21,13 +20,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import yaml
 
+from filters.hashing import keyed_hash
 from mixtures import catalogue
+from mixtures.layout import RunLayout
 from mixtures.mds import StreamStats, shard_of, shard_table, write_stream
 from mixtures.mixture_spec import MixtureSpec
 from mixtures.plan import PlanError, SourcePlan, epoch_schedule, make_plan
 from mixtures.spec import Spec, SpecError
+from mixtures.streams_manifest import StreamsManifest, TrainStream
 from mixtures.tokenizer import (
     Tokenized,
     TokenizerError,
@@ -42,7 +43,6 @@ from mixtures.tokenizer import (
 log = logging.getLogger(__name__)
 
 DOC_COLUMNS = ["id", "url", "text", "lang", "lang_score", "quality_score", "n_chars", "dup_cluster_id"]
-OUTPUTS = ("tokenizer", "mds", "catalogue", "plan.json", "streams.yaml")
 REPORT_MARK = "<!-- mixlab:mixture -->"
 
 
@@ -74,8 +74,7 @@ def _read(folder: Path, columns: list[str]) -> dict[str, list[Any]]:
 
 def heldout_keys(ids: list[str], seed: int, source: str) -> np.ndarray:
     """Each id's held-out hash in [0, 2**64): depends only on (seed, source, id), never on the rest of the mix."""
-    return np.array([int.from_bytes(hashlib.blake2b(f"{seed}\x00{source}/valid\x00{i}".encode(), digest_size=8)
-                                    .digest(), "big") for i in ids], dtype=np.uint64)
+    return np.array([keyed_hash(seed, f"{source}/valid", i) for i in ids], dtype=np.uint64)
 
 
 def in_bucket(keys: np.ndarray, fraction: float) -> np.ndarray:
@@ -166,8 +165,8 @@ def _print_plan(plans: list[SourcePlan], sources: dict[str, SourceData], mix: Mi
               f"{p.epoch_cap:>6g}{len(sources[p.source].valid):>12,}")
 
 
-def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
-    """Build the spec's mixture from the cleaned run in ``run_dir``; returns the plan as written."""
+def build_mixture(spec: Spec, layout: RunLayout) -> dict[str, Any]:
+    """Build the spec's mixture from the cleaned run in ``layout``; returns the plan as written."""
     mix = spec.mixture
     if mix is None:
         raise MixtureError(f"{spec.spec_path}: no mixture: section")
@@ -175,11 +174,11 @@ def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
-    sources = {s: _split(s, _read(run_dir / "docs" / s, DOC_COLUMNS), mix, seed) for s in sorted(spec.sources)}
+    sources = {s: _split(s, _read(layout.docs_of(s), DOC_COLUMNS), mix, seed) for s in sorted(spec.sources)}
     weights = {s: float(m.weight if m.weight is not None else m.tokens or 0) for s, m in mix.sources.items()}
     for s, src in sources.items():
         if not src.ids and weights[s] > 0:
-            raise MixtureError(f"source {s!r} has no documents left after filtering (see {run_dir}/report.md); "
+            raise MixtureError(f"source {s!r} has no documents left after filtering (see {layout.report}); "
                                "give it weight 0 or loosen its filters")
     timings["read"] = time.monotonic() - clock
 
@@ -210,26 +209,25 @@ def build_mixture(spec: Spec, run_dir: Path) -> dict[str, Any]:
     quality = {p.source: _check_quality(sources[p.source], p, mix) for p in plans}
     _print_plan(plans, sources, mix)
 
-    for name in OUTPUTS:
-        path = run_dir / name
+    for path in layout.mixture_outputs:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    (run_dir / "tokenizer").mkdir(parents=True)
-    tok.save(str(run_dir / "tokenizer" / "tokenizer.json"))
+    layout.tokenizer.mkdir(parents=True)
+    tok.save(str(layout.tokenizer_file))
 
     clock = time.monotonic()
-    written = _write_streams(run_dir, plans, sources, quality, eos, mix, seed)
+    written = _write_streams(layout, plans, sources, quality, eos, mix, seed)
     timings["mds"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    plan_doc = _manifests(run_dir, spec, plans, sources, written, tok, eos, seed)
+    plan_doc = _manifests(layout, spec, plans, sources, written, tok, eos, seed)
     timings["manifest"] = time.monotonic() - clock
     clock = time.monotonic()
-    _write_catalogue(run_dir, spec, sources, written, tok, {p.source: p.epochs for p in plans})
+    _write_catalogue(layout, spec, sources, written, tok, {p.source: p.epochs for p in plans})
     timings["catalogue"] = time.monotonic() - clock
-    _report_section(run_dir, plan_doc)
+    _report_section(layout, plan_doc)
     timings["tokens_tokenized"] = n_tokens
-    (run_dir / "_work").mkdir(exist_ok=True)
-    (run_dir / "_work" / "mixture_timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    layout.work.mkdir(exist_ok=True)
+    layout.mixture_timings.write_text(json.dumps(timings, indent=2) + "\n")
     log.info("mixture: built in %s", ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "tokens_tokenized"))
     return plan_doc
 
@@ -252,7 +250,7 @@ def _doc_stream(src: SourceData, order: np.ndarray) -> Iterator[tuple[int, np.nd
         yield int(i), ids, nbytes
 
 
-def _write_streams(run_dir: Path, plans: list[SourcePlan], sources: dict[str, SourceData],
+def _write_streams(layout: RunLayout, plans: list[SourcePlan], sources: dict[str, SourceData],
                    quality: dict[str, Any], eos: int, mix: MixtureSpec, seed: int) -> list[Written]:
     out: list[Written] = []
     for p in plans:
@@ -261,35 +259,33 @@ def _write_streams(run_dir: Path, plans: list[SourcePlan], sources: dict[str, So
             lengths = src.tokens.lengths[src.train] + 1  # type: ignore[union-attr]
             epochs = epoch_schedule(p, [src.ids[i] for i in src.train], lengths, seed, quality[p.source])
             order = src.train[np.concatenate(epochs)]
-            path = run_dir / "mds" / "train" / p.source
+            path = layout.stream("train", p.source)
             log.info("mixture: writing %s (%d tokens, %.2f epochs)", path, p.target_tokens, p.epochs)
             stats = write_stream(path, _doc_stream(src, order), eos, mix.max_seq_len, p.target_tokens,
                                  mix.shard_size)
             out.append(Written("train", p.source, path, stats, shard_table(path),
                                np.bincount(order, minlength=len(src.ids))))
         if len(src.valid):
-            path = run_dir / "mds" / "valid" / p.source
+            path = layout.stream("valid", p.source)
             stats = write_stream(path, _doc_stream(src, src.valid), eos, mix.max_seq_len, None, mix.shard_size)
             out.append(Written("valid", p.source, path, stats, shard_table(path),
                                np.bincount(src.valid, minlength=len(src.ids))))
     return out
 
 
-def _manifests(run_dir: Path, spec: Spec, plans: list[SourcePlan], sources: dict[str, SourceData],
+def _manifests(layout: RunLayout, spec: Spec, plans: list[SourcePlan], sources: dict[str, SourceData],
                written: list[Written], tok: Any, eos: int, seed: int) -> dict[str, Any]:
     """Write ``streams.yaml`` (llm-foundry's ``streams`` verbatim) and ``plan.json``; return the plan."""
     mix = spec.mixture
     assert mix is not None
     total = sum(p.target_tokens for p in plans)
     train = {w.source: w for w in written if w.split == "train"}
-    streams = {
-        "max_seq_len": mix.max_seq_len, "vocab_size": tok.get_vocab_size(), "eos_token_id": eos,
-        "tokenizer": "tokenizer/tokenizer.json",
-        "streams": {s: {"local": str(w.path.resolve()), "remote": None, "proportion": round(
-            w.stats.tokens / total, 12)} for s, w in train.items()},
-        "validation": {w.source: {"local": str(w.path.resolve())} for w in written if w.split == "valid"},
-    }
-    (run_dir / "streams.yaml").write_text(yaml.safe_dump(streams, sort_keys=False))
+    StreamsManifest(
+        max_seq_len=mix.max_seq_len, vocab_size=tok.get_vocab_size(), eos_token_id=eos,
+        tokenizer=layout.tokenizer_file.resolve(),
+        streams={s: TrainStream(w.path.resolve(), round(w.stats.tokens / total, 12)) for s, w in train.items()},
+        validation={w.source: w.path.resolve() for w in written if w.split == "valid"},
+    ).write(layout.streams)
     lines = []
     for p in plans:
         src, w = sources[p.source], train.get(p.source)
@@ -302,11 +298,11 @@ def _manifests(run_dir: Path, spec: Spec, plans: list[SourcePlan], sources: dict
                 "vocab_size": tok.get_vocab_size(), "max_seq_len": mix.max_seq_len, "budget_tokens": mix.total_tokens,
                 "total_tokens": total, "on_shortfall": mix.on_shortfall, "prefer_quality": mix.prefer_quality,
                 "sources": lines}
-    (run_dir / "plan.json").write_text(json.dumps(plan_doc, indent=2) + "\n")
+    layout.plan.write_text(json.dumps(plan_doc, indent=2) + "\n")
     return plan_doc
 
 
-def _write_catalogue(run_dir: Path, spec: Spec, sources: dict[str, SourceData], written: list[Written],
+def _write_catalogue(layout: RunLayout, spec: Spec, sources: dict[str, SourceData], written: list[Written],
                      tok: Any, epochs: dict[str, float]) -> None:
     by = {(w.split, w.source): w for w in written}
     docs: list[dict[str, Any]] = []
@@ -321,12 +317,12 @@ def _write_catalogue(run_dir: Path, spec: Spec, sources: dict[str, SourceData], 
             docs.append({**{c: src.rows[c][i] for c in DOC_COLUMNS if c != "text"}, "source": s,
                          "n_tokens": int(src.tokens.lengths[i]), "kept": True, "reason": None,  # type: ignore
                          "split": split[i], "epochs": uses, "shard": shard})
-        docs.extend(_removed_rows(run_dir / "removed" / s, s, tok, spec.mixture.count_removed))  # type: ignore
-    catalogue.write_table(run_dir, "docs", docs)
-    catalogue.write_table(run_dir, "shards", [{"split": w.split, "source": w.source, **sh} for w in written
+        docs.extend(_removed_rows(layout.removed_of(s), s, tok, spec.mixture.count_removed))  # type: ignore
+    catalogue.write_table(layout.root, "docs", docs)
+    catalogue.write_table(layout.root, "shards", [{"split": w.split, "source": w.source, **sh} for w in written
                                               for sh in w.shards])
-    catalogue.write_table(run_dir, "streams", [
-        {"split": w.split, "source": w.source, "path": str(w.path.relative_to(run_dir)), "samples": w.stats.samples,
+    catalogue.write_table(layout.root, "streams", [
+        {"split": w.split, "source": w.source, "path": str(w.path.relative_to(layout.root)), "samples": w.stats.samples,
          "tokens": w.stats.tokens, "n_bytes": w.stats.n_bytes, "docs": int((w.uses > 0).sum()),
          "proportion": (w.stats.tokens / sum(x.stats.tokens for x in written if x.split == "train")
                         if w.split == "train" else None),
@@ -342,7 +338,7 @@ def _removed_rows(folder: Path, source: str, tok: Any, count: bool) -> list[dict
              "split": None, "epochs": 0, "shard": None} for i in range(len(rows["id"]))]
 
 
-def _report_section(run_dir: Path, plan: dict[str, Any]) -> None:
+def _report_section(layout: RunLayout, plan: dict[str, Any]) -> None:
     """Replace the mixture section of ``report.md`` (everything after the marker) with this plan."""
     lines = [REPORT_MARK, "## Mixture", "",
              f"{plan['total_tokens']:,} training tokens, sequences of {plan['max_seq_len']}, tokenizer "
@@ -355,6 +351,6 @@ def _report_section(run_dir: Path, plan: dict[str, Any]) -> None:
         lines.append(f"| {s['source']} | {s['weight']:g} | {s['available_tokens']:,} | {s['target_tokens']:,} | "
                      f"{share:.2%} | {s['epochs']:.3f} | {s['docs_used']:,} | {s['valid_docs']:,} | "
                      f"{s['valid_tokens']:,} |")
-    report = run_dir / "report.md"
+    report = layout.report
     head = report.read_text(encoding="utf-8").split(REPORT_MARK)[0].rstrip() if report.exists() else "# Report"
     report.write_text(head + "\n\n" + "\n".join(lines) + "\n", encoding="utf-8")

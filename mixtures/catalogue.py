@@ -7,8 +7,6 @@ it was used; ``shards.parquet`` one row per MDS shard; ``streams.parquet`` one r
 
 from __future__ import annotations
 
-import argparse
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -120,21 +118,3 @@ def format_table(table: pa.Table, max_rows: int = 200) -> str:
     if table.num_rows > max_rows:
         out.append(f"... {table.num_rows - max_rows} more rows")
     return "\n".join(out)
-
-
-def tokens_command(args: argparse.Namespace) -> int:
-    """``mixlab tokens RUN_DIR|SPEC [SQL]``: print a DuckDB query over the run's catalogue."""
-    import duckdb
-
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        from mixtures.spec import load_spec
-
-        run_dir = load_spec(args.run_dir, check_files=False).run_dir
-    try:
-        table = query(run_dir, args.sql)
-    except (FileNotFoundError, duckdb.Error) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(table, args.max_rows))
-    return 0

@@ -9,13 +9,14 @@ goes to the other sources in proportion to their weights. Upsampling repeats who
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from filters.hashing import keyed_digest
 
 
 class PlanError(ValueError):
@@ -122,14 +123,13 @@ def _shortfall_message(err: str, total: int, weights: Mapping[str, float],
 
 def seeded_rank(ids: Sequence[str], seed: int, salt: str) -> np.ndarray:
     """A deterministic pseudo-random order of ``ids`` from the seed (stable across runs and machines)."""
-    keys = [hashlib.blake2b(f"{seed}\x00{salt}\x00{i}".encode(), digest_size=8).digest() for i in ids]
+    keys = [keyed_digest(seed, salt, i) for i in ids]
     return np.array(sorted(range(len(ids)), key=keys.__getitem__), dtype=np.int64)
 
 
 def rng_for(seed: int, salt: str) -> np.random.Generator:
     """A numpy generator seeded from the seed and a label (one independent stream per purpose)."""
-    digest = hashlib.blake2b(f"{seed}\x00{salt}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little"))
+    return np.random.default_rng(int.from_bytes(keyed_digest(seed, salt), "little"))  # little: streams since v0.1
 
 
 def partial_order(ids: Sequence[str], seed: int, source: str,

@@ -28,10 +28,10 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import SVG, Markdown, display
 
+from mixlab.jobs import ensure_built
 from mixtures import catalogue, explore
 from mixtures.spec import load_spec
 from mixtures.tiny import parse_source_docs, shrink_spec
-from proxy_train.ablate import build_run
 
 SPEC = os.environ.get("MIXLAB_NB_SPEC", "mix_v3.yaml")  # a shipped spec or a path
 DOCS = int(os.environ.get("MIXLAB_NB_DOCS", "60"))  # documents per source; 0 = all (slow)
@@ -47,7 +47,7 @@ pd.set_option("display.max_colwidth", 120)
 # %%
 spec = shrink_spec(SPEC, WORK / "specs", docs=DOCS, output_dir=WORK / "runs",
                    source_docs=SOURCE_DOCS) if DOCS else load_spec(SPEC)
-run_dir = build_run(spec, tiny=bool(DOCS))
+run_dir = ensure_built(spec, tiny=bool(DOCS))
 print("run directory:", run_dir)
 
 # %% [markdown]

@@ -27,11 +27,11 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from mixtures import propose, scaling
+from mixlab.jobs import ensure_built
+from mixtures import regmix, scaling
 from mixtures.plan import PlanError, make_plan
 from mixtures.spec import find_spec, load_spec
 from mixtures.tiny import parse_source_docs, shrink_spec
-from proxy_train.ablate import build_run
 
 SPEC = os.environ.get("MIXLAB_NB_SPEC", "mix_v3.yaml")
 DOCS = int(os.environ.get("MIXLAB_NB_DOCS", "60"))  # documents per source; 0 = all
@@ -41,7 +41,7 @@ OUT = Path(os.environ.get("MIXLAB_NB_OUT", str(find_spec(SPEC).resolve().parent)
 
 spec = shrink_spec(SPEC, WORK / "specs", docs=DOCS, output_dir=WORK / "runs",
                    source_docs=SOURCE_DOCS) if DOCS else load_spec(SPEC)
-run_dir = build_run(spec, tiny=bool(DOCS))
+run_dir = ensure_built(spec, tiny=bool(DOCS))
 plan = json.loads((run_dir / "plan.json").read_text())
 available = {s["source"]: (s["available_docs"], s["available_tokens"]) for s in plan["sources"]}
 pd.DataFrame([{"source": s, "documents": d, "tokens": t} for s, (d, t) in available.items()])
@@ -104,11 +104,11 @@ pd.DataFrame(flip)
 
 # %%
 origin = find_spec(SPEC).resolve()
-path = propose.next_spec_path(OUT)
+path = regmix.next_spec_path(OUT)
 mixture = spec.mixture.model_dump(mode="json", exclude_defaults=True)
 header = [f"Designed in notebooks/02_design_mixture.py from {origin.name}: budget {BUDGET:,} tokens.",
           f"Calculator verdict at {COMPUTE:.3g} FLOPs: {verdict}"]
-propose.write_spec(origin, path, {s: w / sum(WEIGHTS.values()) for s, w in WEIGHTS.items()}, header,
+regmix.write_spec(origin, path, {s: w / sum(WEIGHTS.values()) for s, w in WEIGHTS.items()}, header,
                    f"designed in notebook 2 from {origin.stem}", fallback_mixture=mixture,
                    overrides={"budget_tokens": BUDGET, "epoch_cap": EPOCH_CAP})
 print(path.read_text())

@@ -28,9 +28,10 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import SVG, Markdown, display
 
+from mixlab.jobs import resolve_mix
 from mixtures import ablation_stats
 from mixtures.tiny import parse_source_docs
-from proxy_train.ablate import AblationConfig, open_ablation, resolve_mix, run_ablation, shared_mean
+from proxy_train.ablate import AblationConfig, open_ablation, run_ablation, shared_mean
 
 MIXES = os.environ.get("MIXLAB_NB_MIXES", "mix_v1.yaml,mix_v2.yaml,mix_v3.yaml").split(",")
 SEEDS = int(os.environ.get("MIXLAB_NB_SEEDS", "3"))

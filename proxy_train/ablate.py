@@ -27,8 +27,6 @@ from pathlib import Path
 import pandas as pd
 
 from mixtures import ablation_stats
-from mixtures.spec import Spec, load_spec
-from mixtures.tiny import drop_thin_sources, shrink_spec
 from proxy_train import data
 from proxy_train.train import TrainConfig, latest_checkpoint, train
 
@@ -348,29 +346,3 @@ def write_report(ablation: Ablation, seeds: int, common: CommonSet | None = None
     return ablation_stats.write_report(results, curves, ablation.root, ablation.root.name, settings,
                                        seed=cfg.bootstrap_seed, lead=f"{COMMON_PREFIX}mean",
                                        sections={"Common evaluation set": notes})
-
-
-def build_run(spec: Spec, tiny: bool = False) -> Path:
-    """The spec's run directory with a built mixture: clean and build it if streams.yaml is missing."""
-    from mixtures.build import build_mixture
-    from pipelines.run import run_clean
-
-    if (spec.run_dir / "streams.yaml").is_file():
-        return spec.run_dir
-    log.info("building mixture %s into %s", spec.name, spec.run_dir)
-    layout = run_clean(spec)
-    if tiny:
-        stats = json.loads(layout.stats.read_text(encoding="utf-8"))
-        spec = drop_thin_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
-    build_mixture(spec, layout.root)
-    return spec.run_dir
-
-
-def resolve_mix(arg: str, root: Path, tiny_docs: int | None, source_docs: dict[str, int] | None = None) -> Mix:
-    """A run directory holding streams.yaml, or a spec (shrunk under ``root/specs`` when ``tiny_docs``)."""
-    if (Path(arg) / "streams.yaml").is_file():
-        return Mix(Path(arg).resolve().name, Path(arg).resolve())
-    tiny = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs",
-                       source_docs=source_docs) if tiny_docs else None
-    spec = tiny or load_spec(arg)
-    return Mix(spec.name, build_run(spec, tiny=bool(tiny_docs)))

@@ -6,74 +6,23 @@ only in the data their streams hold. ``streaming`` is imported through :mod:`mix
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from mixtures.layout import RunLayout
 from mixtures.streaming_compat import import_streaming
+from mixtures.streams_manifest import StreamsManifest
 
 SHUFFLE_SEED = 9176
 NUM_CANONICAL_NODES = 1
 SHUFFLE_ALGO = "py1e"
 
 
-class StreamsError(ValueError):
-    """A problem in a run's streams.yaml, naming the file and key."""
-
-
-@dataclass(frozen=True)
-class MixtureStreams:
-    """What streams.yaml says about a built mixture (paths resolved to absolute)."""
-
-    run_dir: Path
-    max_seq_len: int
-    vocab_size: int
-    eos_token_id: int
-    tokenizer: Path
-    train: dict[str, tuple[Path, float]]  # source -> (local MDS dir, proportion)
-    validation: dict[str, Path]
-
-
-def _path(run_dir: Path, value: Any, where: str, file: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        raise StreamsError(f"{file}: {where} must be a path string, got {value!r}")
-    path = Path(value) if Path(value).is_absolute() else run_dir / value
-    if where.endswith("local") and not (path / "index.json").is_file():
-        raise StreamsError(f"{file}: {where} = {value!r} has no index.json (looked in {path})")
-    if where == "tokenizer" and not path.is_file():
-        raise StreamsError(f"{file}: tokenizer = {value!r} not found (looked in {path})")
-    return path
-
-
-def load_streams(run_dir: str | Path) -> MixtureStreams:
+def load_streams(run_dir: str | Path) -> StreamsManifest:
     """Read and check ``RUN_DIR/streams.yaml``; stream paths may be absolute or relative to the run directory."""
-    run_dir = Path(run_dir).resolve()
-    file = run_dir / "streams.yaml"
-    if not file.is_file():
-        raise StreamsError(f"{file} not found: build the mixture first (mixlab mixture SPEC.yaml)")
-    raw = yaml.safe_load(file.read_text()) or {}
-    for key in ("max_seq_len", "vocab_size", "eos_token_id", "tokenizer", "streams"):
-        if key not in raw:
-            raise StreamsError(f"{file}: missing key {key!r}")
-    train = {}
-    for name, entry in (raw["streams"] or {}).items():
-        local = _path(run_dir, (entry or {}).get("local"), f"streams.{name}.local", file)
-        proportion = (entry or {}).get("proportion")
-        if not isinstance(proportion, int | float) or proportion < 0:
-            raise StreamsError(f"{file}: streams.{name}.proportion must be a number >= 0, got {proportion!r}")
-        if proportion > 0:
-            train[name] = (local, float(proportion))
-    if not train:
-        raise StreamsError(f"{file}: streams has no source with a proportion > 0")
-    validation = {name: _path(run_dir, (entry or {}).get("local"), f"validation.{name}.local", file)
-                  for name, entry in (raw.get("validation") or {}).items()}
-    return MixtureStreams(run_dir=run_dir, max_seq_len=int(raw["max_seq_len"]), vocab_size=int(raw["vocab_size"]),
-                          eos_token_id=int(raw["eos_token_id"]), tokenizer=_path(run_dir, raw["tokenizer"],
-                                                                                 "tokenizer", file),
-                          train=train, validation=validation)
+    return StreamsManifest.read(RunLayout(Path(run_dir).resolve()).streams)
 
 
 def clean_shared_memory() -> None:
@@ -84,7 +33,7 @@ def clean_shared_memory() -> None:
     clean_stale_shared_memory()
 
 
-def train_dataset(mix: MixtureStreams, batch_size: int, epoch_size: int, seed: int = SHUFFLE_SEED,
+def train_dataset(mix: StreamsManifest, batch_size: int, epoch_size: int, seed: int = SHUFFLE_SEED,
                   batching_method: str = "random") -> Any:
     """A shuffled StreamingDataset over the train streams at their proportions; ``batch_size`` is per device."""
     streaming = import_streaming()
@@ -141,3 +90,6 @@ def token_byte_lengths(tokenizer_path: Path) -> np.ndarray:
         else:
             lengths[idx] = len(piece.replace("\u2581", " ").removeprefix("##").encode("utf-8"))
     return lengths
+
+
+MixtureStreams = StreamsManifest  # TODO(house): train.py annotations move to StreamsManifest after the faults branch

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mixtures.streams_manifest import StreamsManifest
 from proxy_train import data
 from proxy_train.model import MPT, MPTConfig
 from proxy_train.train import latest_checkpoint
@@ -71,7 +72,7 @@ def load_model(checkpoint: Path, device: torch.device, attn_backend: str = "auto
 
 
 @torch.no_grad()
-def bits_per_byte(model: MPT, mix: data.MixtureStreams, device: torch.device, max_samples: int | None = None,
+def bits_per_byte(model: MPT, mix: StreamsManifest, device: torch.device, max_samples: int | None = None,
                   batch_size: int = 16) -> list[dict]:
     """Per-domain bits-per-byte over each validation stream (the first ``max_samples`` samples, if given)."""
     token_bytes = torch.from_numpy(data.token_byte_lengths(mix.tokenizer))
@@ -294,7 +295,7 @@ def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, evals_dir: 
 
 def _contaminated(run_dir: Path) -> dict[str, set[str]] | None:
     """Per task, eval items the run's training documents overlapped; None when the run had no decontam step."""
-    from pipelines.decontam import contaminated_items
+    from mixtures.contamination import contaminated_items
 
     try:
         return contaminated_items(run_dir)

@@ -10,9 +10,9 @@ import gzip
 import json
 from pathlib import Path
 
-import yaml
-
+from mixtures.layout import RunLayout
 from mixtures.mds import write_stream
+from mixtures.streams_manifest import StreamsManifest, TrainStream
 from mixtures.tokenizer import eos_id, prepare, tokenize, train_bpe
 
 EOS = "<|endoftext|>"
@@ -34,8 +34,8 @@ def read_texts(path: Path, limit: int, max_chars: int) -> list[str]:
 def build_tiny_mixture(run_dir: Path, sources: dict[str, list[str]], proportions: dict[str, float],
                        seq_len: int = 64, vocab_size: int = 512, valid_fraction: float = 0.1) -> Path:
     """Write a mixture run directory from in-memory texts per source; returns ``run_dir``."""
-    run_dir = Path(run_dir)
-    tokenizer = run_dir / "tokenizer" / "tokenizer.json"
+    layout = RunLayout(Path(run_dir).resolve())
+    tokenizer = layout.tokenizer_file
     tok = prepare(train_bpe([t for texts in sources.values() for t in texts], vocab_size, EOS))
     tokenizer.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(tokenizer))
@@ -45,16 +45,14 @@ def build_tiny_mixture(run_dir: Path, sources: dict[str, list[str]], proportions
         for split, part in (("train", texts[n_valid:]), ("valid", texts[:n_valid])):
             encoded = tokenize(tok, part)
             docs = ((i, *encoded.doc(i)) for i in range(len(part)))
-            stats = write_stream(run_dir / "mds" / split / name, docs, eos_id(tok, EOS), seq_len, None, "256kb")
+            stats = write_stream(layout.stream(split, name), docs, eos_id(tok, EOS), seq_len, None, "256kb")
             if stats.samples == 0:
                 raise ValueError(f"source {name!r} has too little {split} text for one {seq_len}-token sample")
-        streams[name] = {"local": str((run_dir / "mds" / "train" / name).resolve()), "remote": None,
-                         "proportion": proportions[name]}
-        validation[name] = {"local": str((run_dir / "mds" / "valid" / name).resolve())}
-    spec = {"max_seq_len": seq_len, "vocab_size": vocab_size, "eos_token_id": 0,
-            "tokenizer": "tokenizer/tokenizer.json", "streams": streams, "validation": validation}
-    (run_dir / "streams.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return run_dir
+        streams[name] = TrainStream(layout.stream("train", name), proportions[name])
+        validation[name] = layout.stream("valid", name)
+    StreamsManifest(max_seq_len=seq_len, vocab_size=vocab_size, eos_token_id=eos_id(tok, EOS), tokenizer=tokenizer,
+                    streams=streams, validation=validation).write(layout.streams)
+    return layout.root
 
 
 def build_corpus_mixture(run_dir: Path, corpora: Path, docs_per_source: int = 150, seq_len: int = 64) -> Path:

@@ -12,9 +12,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from filters.base import Document
 from filters.c4 import count_sentences
+from mixlab import jobs
 from mixtures.spec import load_spec
 from pipelines.c4_stages import C4LineDedup, C4UrlDedup, newest_first
-from pipelines.run import run_clean
 from pipelines.stages import EDITS, REMOVED
 
 S1 = "The cat sat on the warm mat today."
@@ -125,7 +125,7 @@ sources:
     limit: 150
     filters: [c4]
 """)
-    layout = run_clean(load_spec(spec_path))
+    layout = jobs.clean(load_spec(spec_path))
     web = json.loads(layout.stats.read_text())["sources"]["web"]
     assert web["input"]["docs"] == 150
     assert web["kept"]["docs"] + sum(r["docs"] for r in web["removed"].values()) == 150

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mixlab import jobs
+from mixlab.cli import main
 from mixtures.build import build_mixture
 from mixtures.catalogue import connect, format_table, query
 from mixtures.spec import load_spec
-from pipelines.cli import main
-from pipelines.run import run_clean
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Path:
                         "sources": {"papers": {"tokens": 4_000}, "instruct": {"tokens": 8_000}}}}
     (folder / "mix_cat.yaml").write_text(yaml.safe_dump(spec))
     loaded = load_spec(folder / "mix_cat.yaml")
-    layout = run_clean(loaded)
-    build_mixture(loaded, layout.root)
+    layout = jobs.clean(loaded)
+    build_mixture(loaded, layout)
     return layout.root
 
 

@@ -22,10 +22,10 @@ from filters.decontam import (
     tokenize,
 )
 from filters.pii import pii
+from mixlab import jobs
 from mixtures.catalogue import TABLES, connect, write_table
+from mixtures.contamination import clean_items, contaminated_items
 from mixtures.spec import SourceSpec, Spec, SpecError, Step
-from pipelines.decontam import clean_items, contaminated_items
-from pipelines.run import run_clean
 
 
 def _docs(path: Path, limit: int | None = None) -> list[dict]:
@@ -170,7 +170,7 @@ def test_pipeline_run_writes_hits_report_and_clean_items(tmp_path: Path, evals: 
     spec = Spec(name="dc", output_dir=str(tmp_path / "runs"), spec_path=str(tmp_path / "dc.yaml"),
                 sources={"web": SourceSpec(paths=[str(data)], filters=[
                     Step(name="decontam", params={"policy": "tag", "tasks": tasks}), Step(name="pii")])})
-    layout = run_clean(spec, force=True)
+    layout = jobs.clean(spec, force=True)
     hits = pq.read_table(layout.root / "decontam" / "hits.parquet").to_pylist()
     assert hits == [{"source": "web", "doc_id": "dirty", "task": "boolq", "item_id": item_id,
                      "ngrams": hits[0]["ngrams"], "action": "tag", "kept": True}]
@@ -197,5 +197,5 @@ def test_bad_decontam_params_fail_before_the_run(tmp_path: Path) -> None:
         spec = Spec(name="bad", output_dir=str(tmp_path / "runs"), spec_path=str(tmp_path / "bad.yaml"),
                     sources={"web": SourceSpec(paths=[str(data)], filters=[Step(name="decontam", params=params)])})
         with pytest.raises(SpecError, match=rf"bad.yaml: sources.web.filters.*decontam.*{message}"):
-            run_clean(spec, force=True)
+            jobs.clean(spec, force=True)
     assert not (tmp_path / "runs" / "bad" / "docs").exists()

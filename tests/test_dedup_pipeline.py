@@ -14,10 +14,10 @@ import pytest
 
 from filters.base import Document
 from filters.dedup import connected_components
+from mixlab import jobs
+from mixlab.cli import main
 from mixtures.spec import SpecError, load_spec
-from pipelines.cli import main
 from pipelines.dedup import ConnectedComponents, MinHashDedup, exact_dedup
-from pipelines.run import run_clean
 
 
 def _graph(seed: int) -> list[tuple[int, int]]:
@@ -128,7 +128,7 @@ dedup:
 
 
 def test_spec_run_writes_clusters_and_report(tmp_path, corpora):
-    layout = run_clean(load_spec(_spec(tmp_path, corpora, "auto")), force=True)  # 0 edges allowed: distributed
+    layout = jobs.clean(load_spec(_spec(tmp_path, corpora, "auto")), force=True)  # 0 edges allowed: distributed
     rows = pq.read_table(layout.dedup_clusters).to_pylist()
     assert {r["method"] for r in rows} >= {"minhash"}
     removed = [r for r in rows if r["status"] != "kept"]
@@ -143,7 +143,7 @@ def test_spec_rejects_unknown_priority_source(tmp_path, corpora):
     path = _spec(tmp_path, corpora, "auto")
     path.write_text(path.read_text().replace("[wiki]", "[wikipedia]"))
     with pytest.raises(SpecError, match="unknown source"):
-        run_clean(load_spec(path), force=True)
+        jobs.clean(load_spec(path), force=True)
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -15,7 +15,7 @@ import pytest
 from filters.base import Document, run_chain
 from filters.langid import ModelError, default_lid_model, langid
 from filters.registry import build_filter, expand
-from pipelines.lid_fetch import MEMBER, extract_lid
+from mixlab.commands.models import MEMBER, extract_lid
 
 EN = "The committee met on Tuesday to discuss the budget for next year and agreed to publish the minutes."
 DE = "Der Ausschuss hat sich am Dienstag getroffen, um den Haushalt für das nächste Jahr zu besprechen."

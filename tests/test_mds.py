@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
+from mixlab import jobs
 from mixtures.build import MixtureError, build_mixture
+from mixtures.layout import RunLayout
 from mixtures.spec import SpecError, load_spec
 from mixtures.streaming_compat import import_streaming
 from mixtures.tokenizer import byte_table, load_tokenizer, prepare, token_bytes, tokenize, train_bpe
-from pipelines.run import run_clean
 
 WEIGHTS = {"papers": 0.6, "wiki": 0.4}
 
@@ -36,8 +37,8 @@ def write_spec(folder: Path, corpora: Path, **mixture: object) -> Path:
 
 def build(folder: Path, corpora: Path, **mixture: object) -> Path:
     spec = load_spec(write_spec(folder, corpora, **mixture))
-    layout = run_clean(spec)
-    build_mixture(spec, layout.root)
+    layout = jobs.clean(spec)
+    build_mixture(spec, layout)
     return layout.root
 
 
@@ -188,7 +189,7 @@ def test_over_epoch_cap_fails_before_writing(run: Path) -> None:
     (run / "streams.yaml").rename(run / "streams.keep")
     try:
         with pytest.raises(MixtureError, match=r"source '(papers|wiki)'.*available tokens.*epoch cap 4"):
-            build_mixture(spec, run)
+            build_mixture(spec, RunLayout(run))
         assert not (run / "streams.yaml").exists() and (run / "mds/train/papers/index.json").exists()
     finally:
         (run / "streams.keep").rename(run / "streams.yaml")
@@ -200,9 +201,9 @@ def test_source_without_data_fails_before_writing(tmp_path: Path, corpora: Path)
     data["sources"]["wiki"]["filters"] = [{"length": {"min_chars": 10_000_000}}]
     path.write_text(yaml.safe_dump(data))
     spec = load_spec(path)
-    layout = run_clean(spec)
+    layout = jobs.clean(spec)
     with pytest.raises(MixtureError, match="'wiki' has no documents left after filtering"):
-        build_mixture(spec, layout.root)
+        build_mixture(spec, layout)
     assert not (layout.root / "mds").exists() and not (layout.root / "plan.json").exists()
 
 

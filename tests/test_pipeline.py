@@ -9,9 +9,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from mixlab import jobs
+from mixlab.cli import main
+from mixlab.jobs import kept_documents
+from mixtures.layout import RunLayout
 from mixtures.spec import load_spec
-from pipelines.cli import main
-from pipelines.run import RunLayout, kept_documents, run_clean
 
 LINES = [
     {"id": f"d{i}", "text": f"Document number {i}. " * (i % 7 + 1), "url": f"http://e.org/{i}"} for i in range(40)
@@ -50,7 +52,7 @@ def _outputs(root: Path) -> dict[str, bytes]:
 
 def test_clean_run_writes_kept_removed_quarantine_and_consistent_stats(tmp_path: Path) -> None:
     spec = load_spec(_spec(tmp_path))
-    layout = run_clean(spec)
+    layout = jobs.clean(spec)
     stats = json.loads(layout.stats.read_text())["sources"]
     web = stats["web"]
     short = sum(len(x["text"].strip()) < 60 for x in LINES)
@@ -73,11 +75,11 @@ def test_clean_run_writes_kept_removed_quarantine_and_consistent_stats(tmp_path:
 
 def test_same_spec_gives_byte_identical_outputs_and_up_to_date_runs_are_reused(tmp_path: Path) -> None:
     spec = load_spec(_spec(tmp_path))
-    first = _outputs(run_clean(spec).root)
+    first = _outputs(jobs.clean(spec).root)
     stamp = RunLayout(spec.run_dir).manifest.stat().st_mtime_ns
-    run_clean(spec)  # up to date: nothing rebuilt
+    jobs.clean(spec)  # up to date: nothing rebuilt
     assert RunLayout(spec.run_dir).manifest.stat().st_mtime_ns == stamp
-    second = _outputs(run_clean(spec, force=True).root)
+    second = _outputs(jobs.clean(spec, force=True).root)
     assert first == second and len(first) >= 6
 
 
@@ -85,8 +87,8 @@ def test_same_spec_gives_byte_identical_outputs_and_up_to_date_runs_are_reused(t
 def test_multi_process_runner_gives_the_same_outputs(tmp_path: Path) -> None:
     spec = load_spec(_spec(tmp_path, "pipeline: {direct_num_workers: 2, direct_running_mode: multi_processing, "
                                      "shards_per_source: 3}"))
-    multi = _outputs(run_clean(spec).root)
-    single = _outputs(run_clean(spec, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
+    multi = _outputs(jobs.clean(spec).root)
+    single = _outputs(jobs.clean(spec, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
                                 force=True).root)
     assert multi == single
     assert sum(k.startswith("docs/web/") for k in multi) == 3
@@ -96,8 +98,8 @@ def test_multi_process_runner_gives_the_same_outputs(tmp_path: Path) -> None:
 def test_dask_runner_runs_the_same_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     spec = load_spec(_spec(tmp_path))
-    local = _outputs(run_clean(spec).root)
-    dask = _outputs(run_clean(spec, runner="DaskRunner", force=True).root)
+    local = _outputs(jobs.clean(spec).root)
+    dask = _outputs(jobs.clean(spec, runner="DaskRunner", force=True).root)
     assert dask == local
 
 
@@ -118,5 +120,5 @@ def test_default_runner_never_tries_to_download_prism(tmp_path: Path, monkeypatc
         raise AssertionError(f"the pipeline tried to open a URL: {args}")
 
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    layout = run_clean(load_spec(_spec(tmp_path)))
+    layout = jobs.clean(load_spec(_spec(tmp_path)))
     assert layout.stats.exists()

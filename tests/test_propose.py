@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mixtures import propose
+from mixtures import regmix as propose
 from mixtures.spec import load_spec
 
 BEST = np.array([0.5, 0.3, 0.2])  # the optimum of the synthetic objective below
@@ -115,9 +115,9 @@ def test_written_spec_is_valid_and_states_the_prediction(tmp_path: Path) -> None
 
 
 def test_propose_trains_proxies_and_writes_a_valid_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixlab.propose import ProposeConfig, run
     from mixtures.spec import find_spec
     from mixtures.tiny import shrink_spec
-    from proxy_train.proposer import ProposeConfig, run
 
     origin = find_spec("mix_v1.yaml").resolve()
     spec = shrink_spec(origin, tmp_path / "specs", docs=40, output_dir=tmp_path / "runs")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from pipelines.cli import main
+from mixlab.cli import main
 from proxy_train import data
 from proxy_train.evaluate import Request, bits_per_byte, load_model, requests_for, score_requests, score_task
 from proxy_train.train import TrainConfig, checkpoint_path, train

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import main
+from mixlab.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from proxy_train.data import StreamsError, load_streams
+from mixtures.streams_manifest import StreamsError
+from proxy_train.data import load_streams
 from proxy_train.train import SpikeGuard, TrainConfig, latest_checkpoint, lr_factor, read_jsonl, train
 
 torch.set_num_threads(1)
@@ -122,7 +123,7 @@ def test_two_gloo_processes_match_a_single_process_run(tiny_mixture: Path, tmp_p
     single = losses(train(tiny_mixture, cfg, out=tmp_path / "single"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pipelines.cli", "proxy", "train", str(tiny_mixture), "--config", "tiny", "--tokens",
+           "-m", "mixlab", "proxy", "train", str(tiny_mixture), "--config", "tiny", "--tokens",
            str(8 * 64 * 6), "--checkpoint-every", "100", "--out", str(tmp_path / "ddp"), "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)

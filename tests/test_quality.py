@@ -25,12 +25,12 @@ from filters.quality import (
     top_percent_cutoff,
     train_model,
 )
+from mixlab import jobs
+from mixlab.cli import main
+from mixtures.classifier import _write_train_file, evaluate, roc_auc, split_classes
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
-from pipelines.cli import main
 from pipelines.quality import quality_stage, trained_max_chars
-from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes, train
-from pipelines.run import run_clean
 from pipelines.stages import REMOVED
 
 
@@ -155,7 +155,7 @@ def test_missing_model_fails_before_any_work(tmp_path: Path, corpora: Path) -> N
         "sources": {"web": {"paths": ["web.jsonl.gz"], "limit": 5,
                             "filters": [{"quality": {"model": str(tmp_path / "none.bin")}}]}}}))
     with pytest.raises(SpecError, match=r"sources\.web\.filters\.0: quality: model file .* does not exist"):
-        run_clean(load_spec(spec_file))
+        jobs.clean(load_spec(spec_file))
     assert not (tmp_path / "runs" / "bad").exists()
 
 
@@ -169,7 +169,7 @@ def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path,
                     "web": {"paths": ["web.jsonl.gz"], "limit": 60,
                             "filters": [{"langid": {"tag_only": True}}, {"quality": {"threshold": 0.4}}]}},
         "quality": {"positive": ["wiki"], "negative": ["web"], "max_docs": 40, "epoch": 10, "max_chars": 2000}}))
-    layout = run_clean(load_spec(spec_file))
+    layout = jobs.clean(load_spec(spec_file))
     qdir = layout.root / "quality"
     manifest = json.loads((qdir / "manifest.json").read_text())
     assert manifest["counts"]["train"]["__label__hq"] == {"wiki": 32} and manifest["seed"] == 0
@@ -190,7 +190,7 @@ def test_spec_trains_then_scores_every_document(tmp_path: Path, corpora: Path,
     assert trained_max_chars(str(qdir / "model.bin")) == 2000  # an explicit `model:` scores as it was trained
     _check_out_of_fold(qdir, kept + removed, manifest)
     before = _fold_scores(qdir, kept + removed)
-    train(load_spec(spec_file), force=True)  # same seed: the same fold models, the same scores
+    jobs.train_quality(load_spec(spec_file), force=True)  # same seed: the same fold models, the same scores
     assert _fold_scores(qdir, kept + removed) == before
 
 

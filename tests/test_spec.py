@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mixlab.cli import main
 from mixtures.spec import SpecError, load_spec
-from pipelines.cli import main
 
 
 def _write(tmp_path: Path, body: str) -> Path:
@@ -72,16 +72,16 @@ def test_help_is_fast_and_lists_commands() -> None:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipelines.cli", "--help"],
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "mixlab", "--help"],
                          capture_output=True, text=True, check=True)
     assert "mixture" in out.stdout and "filter" in out.stdout
     assert "apache_beam" not in out.stderr and "torch" not in out.stderr
 
 
 def test_bad_filter_params_fail_before_the_pipeline_runs(tmp_path: Path) -> None:
-    from pipelines.run import run_clean
+    from mixlab import jobs
 
     spec = load_spec(_write(tmp_path, GOOD.replace("min_chars: 3", "min_chars: 3, max_chars: 1")))
-    with pytest.raises(SpecError, match=r"sources.web.filters: length: .*min_chars <= max_chars"):
-        run_clean(spec)
+    with pytest.raises(SpecError, match=r"sources.web.filters.1: length: need 0 <= min_chars <= max_chars"):
+        jobs.clean(spec)
     assert not spec.run_dir.exists()

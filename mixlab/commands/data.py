@@ -1,34 +1,30 @@
-"""Handlers of the ``mixlab`` subcommands that drive pipelines (imported only when such a command runs)."""
+"""Handlers of the data commands: mixture, validate, filter, filters, tokens, quality train (imported on use)."""
 
 from __future__ import annotations
 
 import argparse
 import gzip
 import json
+import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from filters import registry
+from mixtures.chains import global_steps, source_steps
+from mixtures.layout import RunLayout
 from mixtures.spec import SourceSpec, Spec, Step, load_spec
-
-if TYPE_CHECKING:
-    from pipelines.run import RunLayout
 
 
 def mixture(args: argparse.Namespace) -> int:
     """Run a spec end to end."""
-    from pipelines.run import run_clean
+    from mixlab import jobs
 
     spec = load_spec(args.spec)
-    layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=args.force)
+    layout = jobs.mixture(spec, runner=args.runner, extra=args.beam_option, force=args.force)
     if spec.mixture is not None:
-        from mixtures.build import build_mixture
-
-        build_mixture(spec, layout.root)
-        print(f"streams:       {layout.root / 'streams.yaml'} (plan.json, catalogue/: mixlab tokens)")
+        print(f"streams:       {layout.streams} (plan.json, catalogue/: mixlab tokens)")
     print(f"run directory: {layout.root}")
-    print(f"report:        {layout.root / 'report.md'}")
+    print(f"report:        {layout.report}")
     return 0
 
 
@@ -37,11 +33,9 @@ def validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     print(f"{spec.spec_path}: valid; data root {spec.root}; run directory {spec.run_dir}")
     for name in spec.sources:
-        chain = [step for step, _ in registry.expand([(s.name, s.params) for s in spec.sources[name].filters])]
+        chain = [step for step, _ in source_steps(spec, name)]
         print(f"  {name}: {len(spec.resolve_paths(name))} path(s); chain: {' -> '.join(chain) or '(none)'}")
     if spec.dedup is not None:
-        from pipelines.run import global_steps
-
         print(f"  then across sources: {' -> '.join(n for n, _ in global_steps(spec)) or '(none)'}")
     return 0
 
@@ -75,7 +69,7 @@ def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
 
 def filter_file(args: argparse.Namespace) -> int:
     """Run a chain on one file with the mixture pipeline; write kept/removed JSON Lines."""
-    from pipelines.run import run_clean
+    from mixlab import jobs
 
     source = args.source or Path(args.input).name.split(".")[0] or "input"
     steps = [Step(name=name.strip()) for name in args.chain.split(",") if name.strip()]
@@ -84,10 +78,10 @@ def filter_file(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         spec = Spec(name="filter", output_dir=tmp, spec_path=str(Path.cwd() / "cli"),
                     sources={source: SourceSpec(paths=[str(Path(args.input).resolve())], filters=steps)})
-        layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=True)
+        layout = jobs.clean(spec, runner=args.runner, extra=args.beam_option, force=True)
         kept, removed = export_jsonl(layout, out_dir)
-        for name in ("stats.json", "report.md", "funnel.svg"):
-            (layout.root / name).replace(out_dir / name)
+        for path in (layout.stats, layout.report, layout.funnel_chart):
+            path.replace(out_dir / path.name)
     print(f"kept {kept}, removed {removed} -> {out_dir}")
     return 0
 
@@ -98,3 +92,41 @@ def _plain(row: dict) -> dict:
     out = {k: v for k, v in row.items() if v is not None}
     out["meta"] = meta
     return out
+
+
+def tokens(args: argparse.Namespace) -> int:
+    """``mixlab tokens RUN_DIR|SPEC [SQL]``: print a DuckDB query over the run's catalogue."""
+    import duckdb
+
+    from mixtures.catalogue import format_table, query
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        from mixtures.spec import load_spec
+
+        run_dir = load_spec(args.run_dir, check_files=False).run_dir
+    try:
+        table = query(run_dir, args.sql)
+    except (FileNotFoundError, duckdb.Error) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(table, args.max_rows))
+    return 0
+
+
+def quality_train(args: argparse.Namespace) -> int:
+    """``mixlab quality train SPEC``: train (or reuse) the spec's classifier and print where its files are."""
+    from filters.quality import fold_model_paths
+    from mixlab import jobs
+
+    spec = load_spec(args.spec)
+    path = jobs.train_quality(spec, force=args.force, runner=args.runner)
+    evaluation = json.loads((path.parent / "eval.json").read_text())
+    print(f"model:    {path}")
+    print(f"eval:     {path.parent / 'eval.json'} (ROC AUC {evaluation['roc_auc']}, precision "
+          f"{evaluation['precision']}, recall {evaluation['recall']})")
+    mean = evaluation.get("cross_fit", {}).get("mean", {})
+    print(f"folds:    {', '.join(map(str, fold_model_paths(path)))} (out-of-fold mean ROC AUC "
+          f"{mean.get('roc_auc')}, precision {mean.get('precision')}, recall {mean.get('recall')})")
+    print(f"plot:     {path.parent / 'scores.png'}")
+    return 0

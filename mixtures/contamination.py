@@ -1,7 +1,7 @@
-"""Decontamination and PII in a run: build the eval index once, list every hit, report per source and per task.
+"""Decontamination and PII in a finished run: every hit listed, contamination per source and per task.
 
-- :func:`prepare_decontam` (called by ``run_clean`` before the pipeline) builds each ``decontam`` step's index
-  into ``runs/<mix>/decontam/index-<key>.npz`` and fills ``index_path`` into the step, so Beam workers only load it.
+- The orchestrator (``mixlab.jobs``) builds each ``decontam`` step's index once into
+  ``runs/<mix>/decontam/index-<key>.npz`` before the pipeline, so Beam workers only load it.
 - :func:`write_decontam_outputs` (called by the report) writes ``runs/<mix>/decontam/hits.parquet``, one row per
   (document, eval item) with the action taken, and returns the report's markdown section with contamination per
   source and per task and PII masks per source.
@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from filters.decontam import EvalIndex, bind_run
-from mixtures.spec import Spec, SpecError
+from filters.decontam import EvalIndex
+from mixtures.layout import RunLayout
+from mixtures.spec import Spec
 
 HITS_SCHEMA = pa.schema([("source", pa.string()), ("doc_id", pa.string()), ("task", pa.string()),
                          ("item_id", pa.string()), ("ngrams", pa.int64()), ("action", pa.string()),
@@ -30,24 +31,7 @@ PII_KINDS = ("email", "ip", "phone")
 
 def decontam_dir(run_dir: Path) -> Path:
     """Where a run keeps its eval index and hits."""
-    return Path(run_dir) / "decontam"
-
-
-def prepare_decontam(spec: Spec) -> Spec:
-    """Build every ``decontam`` step's eval index once, in the run directory, and point the step at it."""
-    sources = dict(spec.sources)
-    for name, src in spec.sources.items():
-        steps = list(src.filters)
-        for i, step in enumerate(steps):
-            if step.name != "decontam":
-                continue
-            try:
-                params = bind_run(dict(step.params), spec.run_dir)
-            except (ValueError, TypeError, OSError) as err:
-                raise SpecError(f"{spec.spec_path}: sources.{name}.filters.{i}: decontam: {err}") from err
-            steps[i] = step.model_copy(update={"params": params})
-        sources[name] = src.model_copy(update={"filters": steps})
-    return spec.model_copy(update={"sources": sources})
+    return RunLayout(Path(run_dir)).decontam
 
 
 def _meta_rows(directory: Path, key: str) -> list[dict[str, Any]]:
@@ -65,7 +49,8 @@ def _meta_rows(directory: Path, key: str) -> list[dict[str, Any]]:
 def collect_hits(run_dir: Path) -> list[dict[str, Any]]:
     """One row per (document, eval item) from kept and removed documents' ``meta["contamination"]``."""
     hits = []
-    for directory, kept in ((Path(run_dir) / "docs", True), (Path(run_dir) / "removed", False)):
+    layout = RunLayout(Path(run_dir))
+    for directory, kept in ((layout.docs, True), (layout.removed, False)):
         for row in _meta_rows(directory, "contamination"):
             for rec in row["meta"].get("contamination", []):
                 hits.append({"source": row["source"], "doc_id": row["id"], "task": rec["task"],
@@ -77,7 +62,7 @@ def collect_hits(run_dir: Path) -> list[dict[str, Any]]:
 def pii_counts(run_dir: Path) -> dict[str, dict[str, int]]:
     """Per source: kept documents with PII masked and masks per kind."""
     out: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in _meta_rows(Path(run_dir) / "docs", "pii"):
+    for row in _meta_rows(RunLayout(Path(run_dir)).docs, "pii"):
         counts = row["meta"].get("pii") or {}
         if counts:
             out[row["source"]]["docs"] += 1

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from proxy_train import set_threads
 
 TINY_TOKENS = 8 * 64 * 60  # default proxy budget with --tiny-docs: 60 steps of 8 x 64-token sequences
 
 
 def ablate(args: argparse.Namespace) -> int:
     """Train and compare one proxy per mixture and seed; write results.parquet and report.md."""
-    import torch
-
+    from mixlab.jobs import resolve_mix
     from mixtures.tiny import parse_source_docs
-    from proxy_train.ablate import AblationConfig, open_ablation, resolve_mix, run_ablation
+    from proxy_train.ablate import AblationConfig, open_ablation, run_ablation
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     name = args.name or "-".join(Path(m.rstrip("/")).name.removesuffix(".yaml") for m in args.mixes)
     tokens = args.tokens or (TINY_TOKENS if args.tiny_docs else None)
     cfg = AblationConfig(proxy=args.proxy, tokens=tokens, global_batch=args.global_batch,
@@ -33,14 +35,11 @@ def ablate(args: argparse.Namespace) -> int:
 
 def propose(args: argparse.Namespace) -> int:
     """Sample mixtures around a spec, train tiny proxies, regress, and write the predicted-best spec."""
-    import torch
-
+    from mixlab.propose import ProposeConfig, run
     from mixtures.spec import find_spec, load_spec
     from mixtures.tiny import parse_source_docs, shrink_spec
-    from proxy_train.proposer import ProposeConfig, run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     origin = find_spec(args.spec).resolve()
     work = Path(args.work) if args.work else Path("proposals") / origin.stem
     spec = shrink_spec(origin, work / "specs", docs=args.tiny_docs, output_dir=work / "runs",
@@ -54,10 +53,8 @@ def propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) -> None:
     """Add ``ablate`` and ``propose`` to the mixlab CLI."""
-    from pipelines.cli import _handler
-
     p = sub.add_parser(
         "ablate", help="compare mixtures: one proxy per mixture and seed, with uncertainty",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,7 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny-source-docs", default="web=400",
                    help="with --tiny-docs: other counts per source (default web=400: C4 keeps ~1 page in 20)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=_handler("proxy_train.ablate_cli:ablate"))
+    p.set_defaults(func=handler("mixlab.commands.experiments:ablate"))
 
     p = sub.add_parser(
         "propose", help="propose a mixture: proxies on sampled weights, regression, predicted best",
@@ -109,4 +106,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiny-docs", type=int, default=None, help="shrink the spec for CPU: first N docs per source")
     p.add_argument("--tiny-source-docs", default="web=400", help="with --tiny-docs: other counts per source")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=_handler("proxy_train.ablate_cli:propose"))
+    p.set_defaults(func=handler("mixlab.commands.experiments:propose"))

@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from mixtures.layout import RunLayout
+
 COLUMNS = ["id", "source", "lang", "lang_score", "quality_score"]  # text is read only for the examples
 EXAMPLES = 3
 SNIPPET = 160
@@ -118,7 +120,8 @@ def _quality_tables(kept: list[dict[str, Any]], removed: list[dict[str, Any]], r
 
 def quality_section(root: Path) -> str:
     """Markdown for the run in ``root`` (empty when no document was language-tagged or scored)."""
-    kept = _rows(root / "docs", [])
-    removed = _rows(root / "removed", ["reason"])
+    layout = RunLayout(root)
+    kept = _rows(layout.docs, [])
+    removed = _rows(layout.removed, ["reason"])
     lines = _language_table(kept) + _quality_tables(kept, removed, root)
     return "\n".join(["", "## Language and quality", *lines]) + "\n" if lines else ""

@@ -7,21 +7,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from mixtures.chains import stage_names
+from mixtures.contamination import write_decontam_outputs
+from mixtures.layout import RunLayout
+from mixtures.report.dedup import render_section as render_dedup_section
+from mixtures.report.quality import quality_section
 from mixtures.spec import Spec
-from pipelines.decontam import write_decontam_outputs
-from pipelines.dedup_report import render_section as render_dedup_section
-from pipelines.quality_report import quality_section
-from pipelines.run import GLOBAL_STAGE_BASE, RunLayout, global_steps, source_steps
 
 
 def load_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-def _stage_names(spec: Spec, source: str) -> dict[int, str]:
-    names = {i: name for i, (name, _) in enumerate(source_steps(spec, source))}
-    names.update({GLOBAL_STAGE_BASE + i: name for i, (name, _) in enumerate(global_steps(spec))})
-    return names
 
 
 def build_stats(spec: Spec, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -47,7 +42,7 @@ def build_stats(spec: Spec, events: list[dict[str, Any]]) -> dict[str, Any]:
             st["line_edits"][kind[1]] = ev["chars"]
     for source, st in per.items():
         remaining, funnel = st["input"]["docs"], []
-        for stage, name in sorted(_stage_names(spec, source).items()):
+        for stage, name in sorted(stage_names(spec, source).items()):
             gone = removed_by_stage[source].get(stage, 0)
             funnel.append({"stage": stage, "step": name, "docs_in": remaining, "removed": gone,
                            "docs_out": remaining - gone})
@@ -117,10 +112,10 @@ def write_stats_and_report(spec: Spec, layout: RunLayout, seconds: float | None 
     """Write stats.json, funnel.svg and report.md for a finished run; return the stats."""
     stats = build_stats(spec, load_events(layout.events))
     layout.stats.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    funnel_chart(stats, layout.root / "funnel.svg")
+    funnel_chart(stats, layout.funnel_chart)
     dedup = render_dedup_section(layout.dedup_clusters)
     decontam = write_decontam_outputs(spec, layout.root)
     quality = quality_section(layout.root)
-    (layout.root / "report.md").write_text(render_markdown(stats, seconds) + dedup + decontam + quality,
+    layout.report.write_text(render_markdown(stats, seconds) + dedup + decontam + quality,
                                            encoding="utf-8")
     return stats

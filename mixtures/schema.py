@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -66,3 +68,17 @@ def row_doc(row: dict[str, Any]) -> Document:
         if row.get(key) is not None:
             meta[key] = row[key]
     return Document(id=row["id"], text=row["text"], source=row["source"], url=row.get("url"), meta=meta)
+
+
+def read_rows(folder: Path, columns: list[str] | None = None, batch_rows: int = 4096) -> Iterator[dict[str, Any]]:
+    """Rows of every Parquet part under ``folder`` in file order, read in batches (memory stays flat)."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(folder.glob("*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            yield from batch.to_pylist()
+
+
+def read_docs(folder: Path) -> Iterator[Document]:
+    """The documents stored under ``folder`` (one source's ``docs/<source>/``), in stored order."""
+    return map(row_doc, read_rows(folder))

@@ -4,7 +4,7 @@ Every proxy reads the same *pool*: the spec's cleaned documents packed once per 
 one epoch, the same tokenizer and validation documents), and differs only in the per-source proportions of its
 ``streams.yaml``. So one build serves every sampled mixture, and all proxies are scored on the same held-out
 text. The epoch caps that bound the samples are those of the real mixture: ``cap * available / budget_tokens``
-with the spec's budget. The statistics live in :mod:`mixtures.propose`.
+with the spec's budget. The statistics live in :mod:`mixtures.regmix`; this module is the proposal job that drives them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from mixtures import propose
+from mixlab import jobs
+from mixtures import regmix as propose
+from mixtures.layout import RunLayout
 from mixtures.spec import Spec, load_spec
-from proxy_train.ablate import bits_per_byte, build_run
+from mixtures.streams_manifest import StreamsManifest
+from proxy_train.ablate import bits_per_byte
 from proxy_train.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,20 @@ class ProposeConfig:
 
 
 def _plan(run_dir: Path) -> dict:
-    return json.loads((run_dir / "plan.json").read_text(encoding="utf-8"))
+    return json.loads(RunLayout(run_dir).plan.read_text(encoding="utf-8"))
 
 
 def build_pool(spec: Spec, base_run: Path, out: Path) -> Path:
     """Pack every available token of each source once, from ``base_run``'s cleaned documents, into ``out``."""
-    from mixtures.build import build_mixture
-
-    if (out / "streams.yaml").is_file():
+    layout = RunLayout(out)
+    if layout.streams.is_file():
         return out
     plan = _plan(base_run)
     out.mkdir(parents=True, exist_ok=True)
-    for part in ("docs", "removed"):
-        if not (out / part).exists():
-            (out / part).symlink_to((base_run / part).resolve(), target_is_directory=True)
+    base = RunLayout(base_run)
+    for link, target in ((layout.docs, base.docs), (layout.removed, base.removed)):
+        if not link.exists():
+            link.symlink_to(target.resolve(), target_is_directory=True)
     seq = plan["max_seq_len"]
     mixture = spec.mixture.model_dump(mode="json")  # type: ignore[union-attr]
     # 98 % of what each source holds: whole-sequence rounding never asks for a second epoch
@@ -61,21 +62,14 @@ def build_pool(spec: Spec, base_run: Path, out: Path) -> Path:
     mixture.update(budget_tokens=None, epoch_cap=1.0, on_shortfall="redistribute", count_removed=False)
     pool = spec.model_copy(update={"name": f"{spec.name}_pool", "mixture": type(spec.mixture).model_validate(
         mixture), "sources": {s: spec.sources[s] for s in mixture["sources"]}})
-    build_mixture(pool, out)
+    jobs.build(pool, layout)
     return out
 
 
 def proxy_streams(pool: Path, weights: dict[str, float], out: Path) -> Path:
     """A run directory whose streams.yaml reads the pool's MDS streams at ``weights``."""
-    raw = yaml.safe_load((pool / "streams.yaml").read_text(encoding="utf-8"))
-    for name, entry in raw["streams"].items():
-        entry["local"] = str((pool / entry["local"]).resolve())
-        entry["proportion"] = round(float(weights.get(name, 0.0)), 6)
-    for entry in raw.get("validation", {}).values():
-        entry["local"] = str((pool / entry["local"]).resolve())
-    raw["tokenizer"] = str((pool / raw["tokenizer"]).resolve())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "streams.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    manifest = StreamsManifest.read(RunLayout(pool).streams).with_proportions(weights)
+    manifest.write(RunLayout(out).streams)
     return out
 
 
@@ -107,7 +101,7 @@ def run(spec: Spec, cfg: ProposeConfig, work: Path, out_dir: Path, origin: Path 
         raise ValueError(f"{spec.spec_path}: propose needs a spec with a mixture: section (weights, budget)")
     if not cfg.target.startswith(("bpb/", "mc/")):
         raise ValueError(f"target {cfg.target!r}: use bpb/mean, bpb/<domain> or mc/<task>")
-    base_run = build_run(spec, tiny=origin is not None)
+    base_run = jobs.ensure_built(spec, tiny=origin is not None)
     pool = build_pool(load_spec(spec.spec_path), base_run, work / "pool")
     plan = _plan(pool)
     available = {s["source"]: s["available_tokens"] for s in _plan(base_run)["sources"]}

@@ -69,8 +69,8 @@ def dedup_files(args: argparse.Namespace) -> int:
     """Run exact + MinHash dedup over the inputs; write kept/removed JSON Lines and clusters.parquet."""
     import pyarrow.parquet as pq
 
-    from pipelines.commands import export_jsonl
-    from pipelines.run import run_clean
+    from mixlab import jobs
+    from mixlab.commands.data import export_jsonl
 
     if len(args.paths) < 2:
         raise SpecError("mixlab dedup: give at least one input file and the output directory")
@@ -79,16 +79,16 @@ def dedup_files(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         spec = build_spec(args, inputs, tmp)
-        layout = run_clean(spec, runner=args.runner, extra=args.beam_option, force=True)
+        layout = jobs.clean(spec, runner=args.runner, extra=args.beam_option, force=True)
         kept, removed = export_jsonl(layout, out_dir)
         (out_dir / "clusters.parquet").unlink(missing_ok=True)
         if layout.dedup_clusters.exists():
             shutil.copyfile(layout.dedup_clusters, out_dir / "clusters.parquet")
         else:
-            from pipelines.dedup_report import CLUSTER_SCHEMA
+            from mixtures.report.dedup import CLUSTER_SCHEMA
 
             pq.write_table(CLUSTER_SCHEMA.empty_table(), out_dir / "clusters.parquet")
-        for name in ("stats.json", "report.md"):
-            (layout.root / name).replace(out_dir / name)
+        for path in (layout.stats, layout.report):
+            path.replace(out_dir / path.name)
     print(f"kept {kept}, removed {removed} -> {out_dir}")
     return 0

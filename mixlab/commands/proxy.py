@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from proxy_train import set_threads
 
 
 def train(args: argparse.Namespace) -> int:
     """Train a proxy on a mixture run directory."""
-    import torch
-
     from proxy_train.train import config_from_args, read_jsonl
     from proxy_train.train import train as run_training
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     cfg = config_from_args({**vars(args), "size": args.config})
     out = run_training(args.run_dir, cfg, out=args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -30,12 +31,9 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     """Score a checkpoint: per-domain bits-per-byte and multiple-choice tasks."""
-    import torch
-
     from proxy_train.evaluate import evaluate as run_eval
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     out = run_eval(args.checkpoint, tasks=args.tasks.split(",") if args.tasks else None,
                    evals_dir=Path(args.evals) if args.evals else None, fewshot=args.fewshot,
                    limit=args.limit or None, max_samples=args.max_samples, device=args.device,
@@ -51,13 +49,11 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) -> None:
     """Add ``proxy train`` and ``proxy eval`` to the mixlab CLI."""
-    from pipelines.cli import _handler
-
     proxy = sub.add_parser("proxy", help="train and evaluate MPT proxies on a mixture's MDS streams",
                            description="Train a small MPT proxy on a built mixture (RUN_DIR/streams.yaml) and "
-                                       "score it. Multi-process: torchrun --nproc_per_node N -m pipelines.cli "
+                                       "score it. Multi-process: torchrun --nproc_per_node N -m mixlab "
                                        "proxy train RUN_DIR. See docs/proxy.md.")
     commands = proxy.add_subparsers(dest="proxy_command", required=True, metavar="ACTION")
 
@@ -82,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="torch.compile the model (default: on CUDA only)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=_handler("proxy_train.commands:train"))
+    p.set_defaults(func=handler("mixlab.commands.proxy:train"))
 
     p = commands.add_parser("eval", help="score a checkpoint: bits-per-byte per domain and MC tasks",
                             description="Score a proxy checkpoint (a step-*.pt file or a proxy output directory, "
@@ -98,4 +94,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--attn-backend", default="auto", choices=["auto", "flash", "flex", "sdpa", "reference"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=_handler("proxy_train.commands:evaluate"))
+    p.set_defaults(func=handler("mixlab.commands.proxy:evaluate"))

@@ -1,19 +1,16 @@
-"""``mixlab quality train``: train the fastText quality classifier a spec's ``quality:`` section describes.
+"""The fastText quality classifier's training and evaluation: documents in, model files and an evaluation out.
 
-Training documents are the positive and negative sources *after their own filter chains minus the quality
-step*: a cached sub-run of the spec (``runs/<name>/quality/train_docs/``, reused while spec and inputs are
-unchanged). Classes are balanced, split with the seed, trained single-threaded and evaluated on the held-out
-part. Cross-fitting: besides ``model.bin`` (all training documents; for scoring data outside the run) one model per
-fold is trained, ``model.fold<k>.bin`` on the training documents *outside* fold ``k`` (fold = hash of seed, source,
-id; see ``filters.quality.fold_of``) and evaluated on the held-out documents of fold ``k``; the ``quality`` stage
-scores a document of fold ``k`` with it. Output in ``runs/<name>/quality/``: ``model.bin``, ``model.fold*.bin``,
+Classes are balanced (``max_docs`` each), split with the seed, trained single-threaded and evaluated on the
+held-out part. Cross-fitting: besides ``model.bin`` (all training documents; for scoring data outside the run) one
+model per fold is trained, ``model.fold<k>.bin`` on the training documents *outside* fold ``k`` (fold = hash of
+seed, source, id; see ``filters.quality.fold_of``) and evaluated on the held-out documents of fold ``k``; the
+``quality`` stage scores a document of fold ``k`` with it. Output next to the model: ``model.fold*.bin``,
 ``manifest.json``, ``folds.json`` (the documents each fold model trained on), ``eval.json``, ``scores.png``.
+Which documents to train on, and when a model is stale, is the orchestrator's decision (``mixlab.jobs``).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import logging
 import random
@@ -34,56 +31,11 @@ from filters.quality import (
     train_model,
 )
 from mixtures.quality_spec import QualitySpec
-from mixtures.spec import SourceSpec, Spec, SpecError, Step, load_spec
+from mixtures.spec import SpecError
 
 log = logging.getLogger(__name__)
 
 HIST_BINS = 20
-CROSS_SOURCE_SECTIONS = ("dedup", "mixture", "quality")
-
-
-def model_path(spec: Spec) -> Path:
-    """Where the spec's classifier lives: ``quality.model`` or ``<run dir>/quality/model.bin``."""
-    assert spec.quality is not None
-    return Path(spec.quality.model).resolve() if spec.quality.model else spec.run_dir / "quality" / "model.bin"
-
-
-def _without_quality(src: SourceSpec) -> SourceSpec:
-    return src.model_copy(update={"filters": [s for s in src.filters if s.name != "quality"]})
-
-
-def training_spec(spec: Spec) -> Spec:
-    """The spec's positive and negative sources with their own chains minus ``quality``, run under quality/.
-
-    Sections that span sources (dedup, mixture, quality) are dropped: they may name sources the sub-run lacks.
-    """
-    q = _quality(spec)
-    sources = {name: _without_quality(spec.sources[name]) for name in (*q.positive, *q.negative)}
-    cross_source = {k: None for k in CROSS_SOURCE_SECTIONS if k in Spec.model_fields}
-    return spec.model_copy(update={"name": "train_docs", "output_dir": str(spec.run_dir / "quality"),
-                                   "sources": sources, **cross_source})
-
-
-def _quality(spec: Spec) -> QualitySpec:
-    if spec.quality is None:
-        raise SpecError(f"{spec.spec_path}: quality: the spec has no `quality:` section (positive and negative "
-                        "sources) to train a classifier from")
-    return spec.quality
-
-
-def train_fingerprint(spec: Spec) -> str:
-    """Changes when the training config, the sources' chains or their input files change."""
-    q = _quality(spec).model_dump(mode="json", exclude={"model"})
-    parts = [q, training_spec(spec).fingerprint(), {"cross_fit_folds": FOLDS}]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _training_documents(spec: Spec, runner: str | None) -> dict[str, list[Document]]:
-    from pipelines.run import kept_documents, run_clean
-
-    sub = training_spec(spec)
-    layout = run_clean(sub, runner=runner)
-    return {name: kept_documents(layout, name) for name in sub.sources}
 
 
 def _pool(docs: dict[str, list[Document]], names: list[str], q: QualitySpec) -> list[tuple[Document, str]]:
@@ -223,23 +175,14 @@ def _train_folds(out: Path, split: dict[str, dict[str, list]], q: QualitySpec,
     return evaluations, trained_on
 
 
-def _manifest_fingerprint(path: Path) -> str | None:
-    return json.loads(path.read_text()).get("fingerprint") if path.is_file() else None
+def train_classifier(docs: dict[str, list[Document]], q: QualitySpec, out: Path, title: str,
+                     provenance: dict[str, Any]) -> Path:
+    """Train and evaluate the classifier and its fold models on ``docs`` (source -> documents) into ``out``.
 
-
-def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
-    """Train (or reuse, when up to date) the spec's classifier; return the model path."""
-    q = _quality(spec)
-    out, fingerprint = model_path(spec), train_fingerprint(spec)
-    manifest_path = out.parent / "manifest.json"
-    complete = all(p.is_file() for p in (out, *fold_model_paths(out)))
-    if not force and complete and _manifest_fingerprint(manifest_path) == fingerprint:
-        log.info("quality: %s is up to date (fingerprint %s)", out, fingerprint)
-        return out
+    ``provenance`` (spec path, fingerprint) is recorded in ``manifest.json``; returns the model path.
+    """
     started = time.monotonic()
-    log.info("quality: collecting training documents from %s (positive) vs %s (negative)",
-             ", ".join(q.positive), ", ".join(q.negative))
-    split = split_classes(_training_documents(spec, runner), q)
+    split = split_classes(docs, q)
     params = q.model_dump(include={"seed", "epoch", "lr", "word_ngrams", "dim", "bucket", "min_count"})
     _train_one(out, split["train"], q, params)
     folds, trained_on = _train_folds(out, split, q, params)
@@ -250,11 +193,11 @@ def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
                  "mean": _mean_metrics(folds)}
     evaluation = {**evaluate(QualityModel(out, q.max_chars), split["holdout"]),
                   "cross_fit": {**cross_fit, "by_fold": folds}}
-    plot_scores(evaluation, out.parent / "scores.png", spec.name)
+    plot_scores(evaluation, out.parent / "scores.png", title)
     (out.parent / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     (out.parent / "folds.json").write_text(json.dumps(trained_on) + "\n")
     manifest = {
-        "spec": spec.spec_path, "fingerprint": fingerprint, "model": str(out), "labels": [POSITIVE, NEGATIVE],
+        **provenance, "model": str(out), "labels": [POSITIVE, NEGATIVE],
         "positive_sources": q.positive, "negative_sources": q.negative, "seed": q.seed, "max_chars": q.max_chars,
         "hyperparameters": {**params, "thread": 1, "loss": "softmax"}, "holdout_fraction": q.holdout,
         "counts": {part: {label: _counts(pool) for label, pool in classes.items()} for part, classes in split.items()},
@@ -262,50 +205,8 @@ def train(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
                       "eval": [{k: f[k] for k in ("fold", "roc_auc", "precision", "recall")} for f in folds]},
         "train_seconds": round(time.monotonic() - started, 2),
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("quality: %s trained; holdout ROC AUC %.3f, precision %.3f, recall %.3f; fold models (out of fold): "
              "mean ROC AUC %s", out, evaluation["roc_auc"], evaluation["precision"], evaluation["recall"],
              cross_fit["mean"]["roc_auc"])
     return out
-
-
-def prepare_models(spec: Spec, runner: str | None = None) -> Spec:
-    """Train the spec's classifier when a ``quality`` step needs it, then check every quality step's model.
-
-    Returns the spec with the default model path filled into ``quality`` steps that name none, so a missing or
-    bad model is a :class:`SpecError` naming the step before any work starts.
-    """
-    from pipelines.quality import quality_stage
-
-    sources = dict(spec.sources)
-    trained: dict[str, Any] = {}
-    for name, src in spec.sources.items():
-        steps = list(src.filters)
-        for i, step in enumerate(steps):
-            if step.name != "quality":
-                continue
-            if "model" not in step.params and spec.quality is not None:
-                trained = trained or {"model": str(train(spec, runner=runner)), "max_chars": spec.quality.max_chars,
-                                      "trained": train_fingerprint(spec)}
-                steps[i] = Step(name="quality", params={**trained, **step.params})
-            try:
-                quality_stage(stage=i, **steps[i].params)
-            except (ValueError, TypeError) as err:
-                raise SpecError(f"{spec.spec_path}: sources.{name}.filters.{i}: {err}") from err
-        sources[name] = src.model_copy(update={"filters": steps})
-    return spec.model_copy(update={"sources": sources})
-
-
-def train_command(args: argparse.Namespace) -> int:
-    """CLI handler of ``mixlab quality train``."""
-    spec = load_spec(args.spec)
-    path = train(spec, force=args.force, runner=args.runner)
-    evaluation = json.loads((path.parent / "eval.json").read_text())
-    print(f"model:    {path}")
-    print(f"eval:     {path.parent / 'eval.json'} (ROC AUC {evaluation['roc_auc']}, precision "
-          f"{evaluation['precision']}, recall {evaluation['recall']})")
-    mean = evaluation.get("cross_fit", {}).get("mean", {})
-    print(f"folds:    {', '.join(map(str, fold_model_paths(path)))} (out-of-fold mean ROC AUC "
-          f"{mean.get('roc_auc')}, precision {mean.get('precision')}, recall {mean.get('recall')})")
-    print(f"plot:     {path.parent / 'scores.png'}")
-    return 0

@@ -50,12 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="spec file, or the name of a shipped one (mix_v3.yaml)")
     p.add_argument("--force", action="store_true", help="rebuild even if the run is up to date")
     _add_runner_flags(p)
-    p.set_defaults(func=_handler("pipelines.commands:mixture"))
+    p.set_defaults(func=_handler("mixlab.commands.data:mixture"))
 
     p = sub.add_parser("validate", help="check a spec and print what it would read",
                        description="Validate a mixture spec (keys, types, filters, files) without running it.")
     p.add_argument("spec")
-    p.set_defaults(func=_handler("pipelines.commands:validate"))
+    p.set_defaults(func=_handler("mixlab.commands.data:validate"))
 
     p = sub.add_parser("filter", help="run a filter chain on one file",
                        description="Run a filter chain over one JSONL/Parquet/WARC file through the same Beam "
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", required=True, help="comma-separated filters or chains, e.g. c4 or gopher,fineweb")
     p.add_argument("--source", default=None, help="source name for the documents (default: file stem)")
     _add_runner_flags(p)
-    p.set_defaults(func=_handler("pipelines.commands:filter_file"))
+    p.set_defaults(func=_handler("mixlab.commands.data:filter_file"))
 
     p = sub.add_parser("dedup", help="exact + MinHash near-dedup of JSONL/Parquet files",
                        description="Deduplicate documents across the input files (each file is a source named "
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")
     _add_runner_flags(p)
-    p.set_defaults(func=_handler("pipelines.dedup_cli:dedup_files"))
+    p.set_defaults(func=_handler("mixlab.commands.dedup:dedup_files"))
 
     p = sub.add_parser("tokens", help="query a built mixture's token catalogue with DuckDB SQL",
                        description="Run DuckDB SQL over RUN_DIR/catalogue/ and print a table. Views: docs (one "
@@ -103,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory with a built mixture (runs/mix_v3), or its spec (mix_v3.yaml)")
     p.add_argument("sql", nargs="?", default=None, help="a query (default: tokens by source, language, reason)")
     p.add_argument("--max-rows", type=int, default=200, help="rows to print (default 200)")
-    p.set_defaults(func=_handler("mixtures.catalogue:tokens_command"))
+    p.set_defaults(func=_handler("mixlab.commands.data:tokens"))
 
     p = sub.add_parser("filters", help="list the filters and named chains a spec may use")
-    p.set_defaults(func=_handler("pipelines.commands:list_filters"))
+    p.set_defaults(func=_handler("mixlab.commands.data:list_filters"))
 
     p = sub.add_parser("quality", help="train the fastText quality classifier of a spec",
                        description="Quality classifier (docs/classifiers.md).")
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("spec", help="spec file, or the name of a shipped one")
     q.add_argument("--force", action="store_true", help="retrain even if the model is up to date")
     q.add_argument("--runner", help="Beam runner for collecting the training documents")
-    q.set_defaults(func=_handler("pipelines.quality_train:train_command"))
+    q.set_defaults(func=_handler("mixlab.commands.data:quality_train"))
 
     p = sub.add_parser("models", help="fetch the offline models filters use",
                        description="Offline models (docs/classifiers.md).")
@@ -134,14 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "`make setup`.")
     m.add_argument("--dest", help="where to write the model (default: $MIXLAB_LID_MODEL or the cache)")
     m.add_argument("--force", action="store_true", help="download again even if the file exists")
-    m.set_defaults(func=_handler("pipelines.lid_fetch:fetch_lid_command"))
+    m.set_defaults(func=_handler("mixlab.commands.models:fetch_lid_command"))
 
-    from proxy_train.commands import add_parser as add_proxy_parser  # argparse only; torch loads in the handlers
+    from mixlab.commands import experiments, proxy  # argparse only; torch loads in the handlers
 
-    add_proxy_parser(sub)
-    from proxy_train.ablate_cli import add_parsers as add_ablate_parsers  # argparse only, like the above
-
-    add_ablate_parsers(sub)
+    proxy.add_parser(sub, _handler)
+    experiments.add_parsers(sub, _handler)
     return parser
 
 

@@ -1,26 +1,27 @@
-"""Build and run the cleaning pipeline of a mixture spec with Apache Beam.
+"""The cleaning pipeline of a mixture spec, built and run with Apache Beam.
 
 read -> quarantine malformed -> per-source filter chain (document filters fused, corpus stages in between)
--> global stages -> sorted Parquet per source (kept, removed, quarantined) + event counts -> stats and report.
+-> global stages -> sorted Parquet per source (kept, removed, quarantined) + event counts.
+
+It takes a :class:`CleanJob`: the spec plus each source's chain already bound to the run's resources (quality
+model, eval index) by the orchestrator (``mixlab.jobs``); this module only builds and runs the graph.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from filters import registry
-from filters.base import Document
-from mixtures.spec import Spec, SpecError
-from pipelines import schema
+from mixtures import schema
+from mixtures.chains import GLOBAL_STAGE_BASE, StepList
+from mixtures.layout import RunLayout
+from mixtures.spec import Spec
 from pipelines.readers import Quarantined, ReaderOptions
 from pipelines.stages import (
     EDITS,
@@ -40,7 +41,6 @@ from pipelines.stages import (
 log = logging.getLogger(__name__)
 
 RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
-GLOBAL_STAGE_BASE = 1000  # stage numbers of cross-source stages start here
 QUARANTINE_SCHEMA = schema.pa.schema(
     [("id", schema.pa.string()), ("source", schema.pa.string()), ("reason", schema.pa.string()),
      ("raw", schema.pa.string())]
@@ -48,57 +48,13 @@ QUARANTINE_SCHEMA = schema.pa.schema(
 
 
 @dataclass(frozen=True)
-class RunLayout:
-    """Where a run's files go; the one place that knows the run directory's shape."""
+class CleanJob:
+    """What one cleaning run executes: the spec, its bound chains and where the outputs go."""
 
-    root: Path
-
-    @property
-    def docs(self) -> Path:
-        return self.root / "docs"
-
-    @property
-    def removed(self) -> Path:
-        return self.root / "removed"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def events(self) -> Path:
-        return self.root / "_work" / "events.jsonl"
-
-    @property
-    def outputs(self) -> Path:
-        return self.root / "_work" / "outputs.txt"
-
-    @property
-    def stats(self) -> Path:
-        return self.root / "stats.json"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "clean.json"
-
-    @property
-    def dedup_clusters(self) -> Path:
-        return self.root / "dedup" / "clusters.parquet"
-
-
-def source_steps(spec: Spec, source: str) -> list[tuple[str, dict[str, Any]]]:
-    """The expanded filter chain of a source (chain names replaced by their members)."""
-    return registry.expand([(s.name, s.params) for s in spec.sources[source].filters])
-
-
-def global_steps(spec: Spec) -> list[tuple[str, dict[str, Any]]]:
-    """Cross-source stages run after every source's own chain (dedup plugs in here)."""
-    if spec.dedup is None:
-        return []
-    try:
-        return spec.dedup.steps(sorted(spec.sources))
-    except ValueError as err:
-        raise SpecError(f"{spec.spec_path}: {err}") from None
+    spec: Spec
+    steps: dict[str, StepList]  # per source, expanded, with run resources filled in
+    global_steps: StepList
+    layout: RunLayout
 
 
 def _stage_transform(name: str, params: dict[str, Any], stage: int) -> beam.PTransform:
@@ -132,8 +88,9 @@ def _quarantine_row(q: Quarantined) -> dict[str, Any]:
     return {"id": q.location, "source": q.source, "reason": q.reason, "raw": q.raw}
 
 
-def build_pipeline(p: beam.Pipeline, spec: Spec, layout: RunLayout) -> None:
-    """Add every stage of the spec's cleaning pipeline to ``p``."""
+def build_pipeline(p: beam.Pipeline, job: CleanJob) -> None:
+    """Add every stage of the job's cleaning pipeline to ``p``."""
+    spec, layout = job.spec, job.layout
     kept, removed, edits, quarantined, events = [], [], [], [], []
     for name, src in spec.sources.items():
         opts = ReaderOptions(name, src.text_field, src.id_field, src.url_field, src.max_doc_chars,
@@ -147,10 +104,10 @@ def build_pipeline(p: beam.Pipeline, spec: Spec, layout: RunLayout) -> None:
         docs = read[KEPT] | f"{name}/Reshuffle" >> beam.Reshuffle()
         events.append(docs | f"{name}/CountInput" >> beam.Map(lambda d: ((d.source, "input"), (1, len(d.text)))))
         quarantined.append(read[QUARANTINE])
-        kept.append(_apply_steps(docs, source_steps(spec, name), 0, name, removed, edits))
+        kept.append(_apply_steps(docs, job.steps[name], 0, name, removed, edits))
 
     docs = tuple(kept) | "AllSources" >> beam.Flatten(pipeline=p)
-    docs = _apply_steps(docs, global_steps(spec), GLOBAL_STAGE_BASE, "global", removed, edits)
+    docs = _apply_steps(docs, job.global_steps, GLOBAL_STAGE_BASE, "global", removed, edits)
 
     sources = sorted(spec.sources)
     shards = spec.pipeline.shards_per_source
@@ -211,55 +168,9 @@ def pipeline_options(spec: Spec, runner: str | None = None, extra: list[str] | N
     )
 
 
-def preflight(spec: Spec) -> None:
-    """Build every document filter once so bad parameters or missing models fail before any work starts."""
-    for source in spec.sources:
-        for name, params in source_steps(spec, source):
-            if name in registry.DOC_FILTERS:
-                try:
-                    registry.build_filter(name, params)
-                except (ValueError, TypeError, OSError) as err:
-                    raise SpecError(f"{spec.spec_path}: sources.{source}.filters: {name}: {err}") from err
-
-
-def run_clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
-              force: bool = False) -> RunLayout:
-    """Run the cleaning pipeline into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
-    from pipelines.decontam import prepare_decontam
-    from pipelines.dedup_report import write_clusters
-    from pipelines.quality_train import prepare_models
-    from pipelines.report import write_stats_and_report
-
-    preflight(spec)
-    spec = prepare_models(spec, runner)
-    spec = prepare_decontam(spec)
-    layout = RunLayout(spec.run_dir)
-    fingerprint = spec.fingerprint()
-    if not force and layout.manifest.exists():
-        done = json.loads(layout.manifest.read_text())
-        if done.get("fingerprint") == fingerprint:
-            log.info("clean: %s is up to date (fingerprint %s); use --force to rebuild", layout.root, fingerprint)
-            return layout
-    for path in (layout.docs, layout.removed, layout.quarantine, layout.events.parent):
-        shutil.rmtree(path, ignore_errors=True)
-    layout.root.mkdir(parents=True, exist_ok=True)
+def run_pipeline(job: CleanJob, runner: str | None = None, extra: list[str] | None = None) -> float:
+    """Run the job's pipeline to completion; return its wall time in seconds."""
     started = time.monotonic()
-    log.info("clean: running %s with %s into %s", spec.name, runner or spec.pipeline.runner, layout.root)
-    with beam.Pipeline(options=pipeline_options(spec, runner, extra)) as p:
-        build_pipeline(p, spec, layout)
-    seconds = time.monotonic() - started
-    write_clusters(layout)
-    write_stats_and_report(spec, layout, seconds)
-    layout.manifest.write_text(json.dumps({"fingerprint": fingerprint, "spec": spec.spec_path}, indent=2) + "\n")
-    log.info("clean: done in %.1f s; report at %s", seconds, layout.root / "report.md")
-    return layout
-
-
-def kept_documents(layout: RunLayout, source: str) -> list[Document]:
-    """Read back a source's kept documents in their stored (sorted) order."""
-    import pyarrow.parquet as pq
-
-    docs: list[Document] = []
-    for path in sorted((layout.docs / source).glob("*.parquet")):
-        docs.extend(schema.row_doc(row) for row in pq.read_table(path).to_pylist())
-    return docs
+    with beam.Pipeline(options=pipeline_options(job.spec, runner, extra)) as p:
+        build_pipeline(p, job)
+    return time.monotonic() - started
