@@ -3,39 +3,32 @@
 Prints one markdown table: per check, the documents compared, keep/drop agreement and, among pages both
 keep, identical cleaned text. The TFDS functions run unmodified; TFDS reaches TensorFlow only through
 ``tf.compat.as_text`` (a ``str`` pass-through here), which is replaced by that pass-through so the
-600 MB TensorFlow wheel is not needed. Needs the ``bench`` (or ``dev``) extra.
+600 MB TensorFlow wheel is not needed (bench/peers.py). Needs the ``bench`` (or ``dev``) extra; without
+it only Mixlab's side runs and the TFDS columns show n/a.
 
     NLTK_DATA=../shared/nltk_data python -m bench.c4_conformance [--limit N] [--skip-langdetect]
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
-import gzip
-import importlib
-import json
-import os
 import pickle
 import sys
 import tempfile
-import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-REPO = Path(__file__).resolve().parent.parent
-if sys.path and Path(sys.path[0] or ".").resolve() == REPO / "bench":
-    sys.path[0] = str(REPO)  # run as a script: bench/filters.py must not shadow the filters package
-SHARED = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared"))
-os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+from bench import harness, peers
+from filters.badwords import ALLOWLIST, TFDS_LIST_NAMES, BadWordsFilter, default_wordlist_dir, list_files
+from filters.base import Document, run_chain
+from filters.c4 import C4Cleaner, C4EnglishLangdetect, C4Length
+from filters.mc4 import MC4_LANGUAGES, Cld3LanguageId, ParagraphFilter
 
-from filters.badwords import ALLOWLIST, TFDS_LIST_NAMES, BadWordsFilter, default_wordlist_dir, list_files  # noqa: E402
-from filters.base import Document, run_chain  # noqa: E402
-from filters.c4 import C4Cleaner, C4EnglishLangdetect, C4Length  # noqa: E402
-from filters.mc4 import MC4_LANGUAGES, Cld3LanguageId, ParagraphFilter  # noqa: E402
+if TYPE_CHECKING:
+    import apache_beam as beam
 
 
 @dataclass
@@ -51,6 +44,7 @@ class Figures:
     seconds_ref: float = 0.0
     classes: collections.Counter = field(default_factory=collections.Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    reference: bool = True  # False: TFDS not installed, only Mixlab's side ran (agreement unknown)
 
     def add(self, doc_id: str, ours: str | None, ref: str | None, why: str = "") -> None:
         """Record one document: ``None`` = dropped, else its final text."""
@@ -82,26 +76,24 @@ class Figures:
 
 
 def tfds_c4_utils() -> types.ModuleType:
-    """TFDS ``c4_utils`` with its lazy ``tf`` replaced by a ``tf.compat.as_text`` pass-through."""
-    c4_utils = importlib.import_module("tensorflow_datasets.text.c4_utils")
+    """TFDS ``c4_utils`` with its lazy ``tf`` replaced by a pass-through (:func:`bench.peers.tfds_c4_utils`)."""
+    return peers.tfds_c4_utils()
 
-    def as_text(value: str | bytes) -> str:
-        return value.decode("utf-8") if isinstance(value, bytes) else value
 
-    c4_utils.tf = types.SimpleNamespace(compat=types.SimpleNamespace(as_text=as_text))
-    return c4_utils
+def _reference() -> types.ModuleType | None:
+    """TFDS ``c4_utils``, or ``None`` when tensorflow-datasets is not installed (main() has said so)."""
+    try:
+        return tfds_c4_utils()
+    except peers.PeerMissing:
+        return None
 
 
 def load_docs(path: Path, limit: int | None = None, source: str = "web") -> list[Document]:
     """The first ``limit`` records of a shared corpus file as Documents (URL from ``meta.url``)."""
     docs: list[Document] = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            obj = json.loads(line)
-            meta = dict(obj.get("meta") or {})
-            docs.append(Document(str(obj["id"]), obj["text"], source, meta.get("url"), meta))
-            if limit is not None and len(docs) >= limit:
-                break
+    for obj in harness.read_corpus(path, limit):
+        meta = dict(obj.get("meta") or {})
+        docs.append(Document(str(obj["id"]), obj["text"], source, meta.get("url"), meta))
     return docs
 
 
@@ -124,8 +116,13 @@ def _ours(doc: Document, chain: list[Any]) -> str | None:
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """Result and CPU seconds of this process (Beam runs in-process; robust to other load on the box)."""
-    started = time.process_time()
-    return fn(), time.process_time() - started
+    out, timer = harness.timed(fn)
+    return out, timer.cpu
+
+
+def _ours_only(check: str, docs: list[Any], seconds: float) -> Figures:
+    """A check without the TFDS reference: Mixlab's side was timed, agreement is unknown."""
+    return Figures(check, docs=len(docs), seconds_ours=seconds, reference=False)
 
 
 def tfds_badwords(c4_utils: Any, langs: Iterable[str], fraction: float) -> Any:
@@ -144,9 +141,10 @@ def tfds_badwords(c4_utils: Any, langs: Iterable[str], fraction: float) -> Any:
 
 def check_clean(docs: list[Document]) -> Figures:
     """``C4Cleaner`` vs ``c4_utils.clean_page`` on every document."""
-    c4_utils = tfds_c4_utils()
-    regex = c4_utils.get_clean_page_fn().keywords["citation_regex"]
     ours, t_ours = _timed(lambda: [_ours(d, [C4Cleaner()]) for d in docs])
+    if (c4_utils := _reference()) is None:
+        return _ours_only("clean_page", docs, t_ours)
+    regex = c4_utils.get_clean_page_fn().keywords["citation_regex"]
     silent = lambda *a: None  # noqa: E731
 
     def ref_one(d: Document) -> str | None:
@@ -162,10 +160,13 @@ def check_clean(docs: list[Document]) -> Figures:
 
 def check_doc_chain(docs: list[Document]) -> Figures:
     """C4's document rules in TFDS order: length, clean_page, langdetect English, bad words (en)."""
-    c4_utils = tfds_c4_utils()
+    check = "length+clean+langdetect+badwords(en)"
+    chain = [C4Length(), C4Cleaner(), C4EnglishLangdetect(), BadWordsFilter()]
+    ours, t_ours = _timed(lambda: [_ours(d, chain) for d in docs])
+    if (c4_utils := _reference()) is None:
+        return _ours_only(check, docs, t_ours)
     regex = c4_utils.get_clean_page_fn().keywords["citation_regex"]
     badwords = tfds_badwords(c4_utils, ["en"], 1.0)
-    chain = [C4Length(), C4Cleaner(), C4EnglishLangdetect(), BadWordsFilter()]
     silent = lambda *a: None  # noqa: E731
 
     def ref_one(d: Document) -> str | None:
@@ -179,9 +180,8 @@ def check_doc_chain(docs: list[Document]) -> Figures:
             p = out[0]
         return p.text if badwords(p) else None
 
-    ours, t_ours = _timed(lambda: [_ours(d, chain) for d in docs])
     ref, t_ref = _timed(lambda: [ref_one(d) for d in docs])
-    fig = Figures("length+clean+langdetect+badwords(en)", seconds_ours=t_ours, seconds_ref=t_ref)
+    fig = Figures(check, seconds_ours=t_ours, seconds_ref=t_ref)
     for d, o, r in zip(docs, ours, ref, strict=True):
         fig.add(d.id, o, r)
     return fig
@@ -191,11 +191,13 @@ def check_mc4_doc_rules(docs: list[Document]) -> Figures:
     """mC4's document rules: paragraph filter, cld3 (TFDS's DoFn in Beam), bad words all langs at 0.999."""
     import apache_beam as beam
 
-    c4_utils = tfds_c4_utils()
-    langs = sorted({n.split("-")[0] for n in TFDS_LIST_NAMES})
-    badwords = tfds_badwords(c4_utils, langs, 0.999)
+    check = "mC4 paragraph+cld3+badwords(0.999)"
     chain = [ParagraphFilter(), Cld3LanguageId(), BadWordsFilter(langs="all", fraction=0.999)]
     ours, t_ours = _timed(lambda: [_ours(d, chain) for d in docs])
+    if (c4_utils := _reference()) is None:
+        return _ours_only(check, docs, t_ours)
+    langs = sorted({n.split("-")[0] for n in TFDS_LIST_NAMES})
+    badwords = tfds_badwords(c4_utils, langs, 0.999)
 
     def ref_run() -> dict[str, str]:
         pages = [pg for pg in (page(c4_utils, d) for d in docs) if c4_utils.paragraph_filter(pg)]
@@ -211,7 +213,7 @@ def check_mc4_doc_rules(docs: list[Document]) -> Figures:
             return dict(pickle.loads(out.read_bytes()))
 
     ref, t_ref = _timed(ref_run)
-    fig = Figures("mC4 paragraph+cld3+badwords(0.999)", seconds_ours=t_ours, seconds_ref=t_ref)
+    fig = Figures(check, seconds_ours=t_ours, seconds_ref=t_ref)
     for d, o in zip(docs, ours, strict=True):
         fig.add(d.id, o, ref.get(d.id))
     return fig
@@ -224,7 +226,6 @@ def check_dedup(docs: list[Document], min_num_sentences: int = 3) -> Figures:
     from pipelines.c4_stages import C4LineDedup, C4UrlDedup
     from pipelines.stages import FilterChain
 
-    c4_utils = tfds_c4_utils()
     docs = [d for d in docs if d.url]
     first_id = {}
     for d in docs:
@@ -237,6 +238,8 @@ def check_dedup(docs: list[Document], min_num_sentences: int = 3) -> Figures:
                 (build(p) | beam.combiners.ToList()
                  | beam.Map(lambda rows: out.write_bytes(pickle.dumps(rows))))
             return pickle.loads(out.read_bytes())
+
+    c4_utils = _reference()
 
     def ref_build(p: beam.Pipeline) -> beam.PCollection:
         pages = (p | beam.Create([page(c4_utils, d) for d in docs])
@@ -254,6 +257,8 @@ def check_dedup(docs: list[Document], min_num_sentences: int = 3) -> Figures:
         return pcoll | beam.Map(lambda d: (d.url, d.text))
 
     ours, t_ours = _timed(lambda: dict(collect(ours_build)))
+    if c4_utils is None:
+        return _ours_only("url dedup+clean+line dedup", list(first_id), t_ours)
     ref, t_ref = _timed(lambda: dict(collect(ref_build)))
     fig = Figures("url dedup+clean+line dedup", seconds_ours=t_ours, seconds_ref=t_ref)
     for url, doc_id in first_id.items():
@@ -261,32 +266,46 @@ def check_dedup(docs: list[Document], min_num_sentences: int = 3) -> Figures:
     return fig
 
 
+COLUMNS = ["check", "docs", "keep/drop agree", "kept by both", "same cleaned text", "ours CPU s", "TFDS CPU s"]
+
+
 def table(figures: list[Figures]) -> str:
-    """The markdown table of every check."""
-    rows = ["| check | docs | keep/drop agree | kept by both | same cleaned text | ours CPU s | TFDS CPU s |",
-            "|---|---|---|---|---|---|---|"]
+    """The markdown table of every check (n/a where TFDS was not installed)."""
+    rows = []
     for f in figures:
-        rows.append(f"| {f.check} | {f.docs} | {f.keep_agree} ({100 * f.keep_rate:.2f} %) | {f.kept_both} | "
-                    f"{f.text_agree} ({100 * f.text_rate:.2f} %) | {f.seconds_ours:.1f} | {f.seconds_ref:.1f} |")
+        if f.reference:
+            rows.append((f.check, f.docs, f"{f.keep_agree} ({100 * f.keep_rate:.2f} %)", f.kept_both,
+                         f"{f.text_agree} ({100 * f.text_rate:.2f} %)", f"{f.seconds_ours:.1f}",
+                         f"{f.seconds_ref:.1f}"))
+        else:
+            rows.append((f.check, f.docs, "n/a", "n/a", "n/a", f"{f.seconds_ours:.1f}", "n/a"))
+    lines = [harness.table(COLUMNS, rows)]
     for f in figures:
         for cls, n in f.classes.most_common():
-            rows.append(f"\n- {f.check}: {cls}: {n} (e.g. {', '.join(f.examples[cls])})")
-    return "\n".join(rows)
+            lines.append(f"\n- {f.check}: {cls}: {n} (e.g. {', '.join(f.examples[cls])})")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every check on the shared web (and multilingual) corpus and print the table."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = harness.parser(__file__, __doc__)
     ap.add_argument("--limit", type=int, default=None, help="first N documents of each corpus (default: all)")
     ap.add_argument("--skip-langdetect", action="store_true", help="skip the langdetect chain (slowest)")
     args = ap.parse_args(argv)
-    web = load_docs(SHARED / "corpora" / "web.jsonl.gz", args.limit)
-    multi = load_docs(SHARED / "corpora" / "multilingual.jsonl.gz", args.limit, source="multilingual")
-    figures = [check_clean(web)]
-    if not args.skip_langdetect:
-        figures.append(check_doc_chain(web))
-    figures += [check_dedup(web), check_mc4_doc_rules(multi)]
+    harness.setdefault_env()
+    try:
+        peers.require("tensorflow-datasets")
+    except peers.PeerMissing as err:
+        peers.skipped(err)
+    with harness.Timer() as run:
+        web = load_docs(harness.corpus_path("web"), args.limit)
+        multi = load_docs(harness.corpus_path("multilingual"), args.limit, source="multilingual")
+        figures = [check_clean(web)]
+        if not args.skip_langdetect:
+            figures.append(check_doc_chain(web))
+        figures += [check_dedup(web), check_mc4_doc_rules(multi)]
     print(table(figures))
+    print(run.summary("bench.c4_conformance"), file=sys.stderr)
     return 0
 
 

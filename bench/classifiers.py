@@ -8,42 +8,30 @@ Prints markdown tables:
    (balanced, seeded, single thread), held-out ROC AUC / precision / recall, training time, and scoring
    documents/s batched and one document at a time.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/classifiers.py [--per-lang 40] [--quality-docs 2000]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.classifiers [--per-lang 40] [--quality-docs 2000]
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import itertools
-import json
-import os
 import re
 import sys
 import tempfile
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-REPO = Path(__file__).resolve().parent.parent
-CORPORA = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared")) / "corpora"
-sys.path.insert(0, str(REPO))
+from bench import harness
 
-from pipelines.quality_train import _write_train_file, evaluate, roc_auc, split_classes  # noqa: E402
-
-from filters.base import Document  # noqa: E402
-from filters.langid import Cld2LID, FastTextLID  # noqa: E402
-from filters.quality import POSITIVE, QualityModel, train_model  # noqa: E402
-from mixtures.quality_spec import QualitySpec  # noqa: E402
+if TYPE_CHECKING:
+    from filters.base import Document
 
 ISO1 = re.compile(r"^[a-z]{2}$")
 TERMINAL = (".", "!", "?", '"', "'")
 
 
 def read(name: str, limit: int | None = None) -> list[dict]:
-    with gzip.open(CORPORA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
-        return list(itertools.islice(map(json.loads, f), limit))
+    return harness.read_corpus(name, limit)
 
 
 def lid_eval_set(per_lang: int, min_docs: int) -> list[dict]:
@@ -81,6 +69,8 @@ def py3langid_backend() -> Callable[[list[str]], list[str]]:
 
 
 def backends() -> dict[str, Callable[[list[str]], list[str]]]:
+    from filters.langid import Cld2LID, FastTextLID
+
     fast, cld2 = FastTextLID(), Cld2LID()
     return {
         "fastText lid.176.ftz (batch)": lambda texts: [lang for lang, _ in fast.predict(texts)],
@@ -101,29 +91,29 @@ def bench_lid(per_lang: int, min_docs: int) -> None:
     langs = sorted(set(gold))
     print(f"\n### Language ID on multilingual.jsonl.gz: {len(rows)} documents ({mb:.1f} MB), {len(langs)} languages "
           f"(<= {per_lang} docs each, ISO 639-1 gold codes with >= {min_docs} docs)\n")
-    print("| backend | docs/s | MB/s | docs per CPU-s | accuracy | wall s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    speed = harness.Table(["backend", "docs/s", "MB/s", "docs per CPU-s", "accuracy", "wall s"], align="lrrrrr")
+    print(speed.header())
     per_lang_acc: dict[str, dict[str, float]] = defaultdict(dict)
     for name, predict in backends().items():
-        started, cpu = time.perf_counter(), time.process_time()
-        pred = predict(texts)
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        pred, t = harness.timed(predict, texts)
+        seconds, cpu = t.wall, t.cpu
         right = [p == g for p, g in zip(pred, gold, strict=True)]
-        print(f"| {name} | {len(texts) / seconds:,.0f} | {mb / seconds:.2f} | {len(texts) / cpu:,.0f} "
-              f"| {sum(right) / len(right):.3f} | {seconds:.2f} |")
+        print(speed.row(name, f"{len(texts) / seconds:,.0f}", f"{mb / seconds:.2f}", f"{len(texts) / cpu:,.0f}",
+                        f"{sum(right) / len(right):.3f}", f"{seconds:.2f}"), flush=True)
         for lang in langs:
             hits = [ok for ok, g in zip(right, gold, strict=True) if g == lang]
             per_lang_acc[lang][name] = sum(hits) / len(hits)
     names = [n for n in backends() if "(" not in n or "batch" in n or "seed" in n]
     print("\n### Accuracy per language\n")
-    print("| lang | docs | " + " | ".join(names) + " |")
-    print("|---|---:|" + "---:|" * len(names))
     n_docs = Counter(gold)
-    for lang in langs:
-        print(f"| {lang} | {n_docs[lang]} | " + " | ".join(f"{per_lang_acc[lang][n]:.2f}" for n in names) + " |")
+    print(harness.table(["lang", "docs", *names],
+                        [(lang, n_docs[lang], *(f"{per_lang_acc[lang][n]:.2f}" for n in names)) for lang in langs],
+                        align="lr" + "r" * len(names)))
 
 
 def docs_of(name: str, limit: int) -> list[Document]:
+    from filters.base import Document
+
     return [Document(id=r["id"], text=r["text"], source=name) for r in read(name, limit)]
 
 
@@ -135,11 +125,18 @@ def line_punct(text: str) -> float:
 
 def heuristic_auc(holdout: dict[str, list[tuple[Document, str]]]) -> float:
     """ROC AUC of the crude line-punctuation score on the classifier's held-out documents."""
+    from filters.quality import POSITIVE
+    from mixtures.classifier import roc_auc
+
     items = [(doc, label == POSITIVE) for label, pool in holdout.items() for doc, _ in pool]
     return roc_auc([line_punct(doc.text) for doc, _ in items], [int(y) for _, y in items])
 
 
 def bench_quality(max_docs: int, seed: int) -> None:
+    from filters.quality import QualityModel, train_model
+    from mixtures.classifier import _write_train_file, evaluate, split_classes
+    from mixtures.quality_spec import QualitySpec
+
     per_source = max_docs
     docs = {name: docs_of(name, per_source) for name in ("wiki", "papers", "instruct", "web")}
     q = QualitySpec(positive=["wiki", "papers", "instruct"], negative=["web"], max_docs=max_docs, seed=seed)
@@ -148,51 +145,50 @@ def bench_quality(max_docs: int, seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         train_file, model_file = Path(tmp) / "train.txt", Path(tmp) / "model.bin"
         _write_train_file(train_file, split["train"], q.seed)
-        started = time.perf_counter()
-        train_model(train_file, model_file, **params)
-        train_s = time.perf_counter() - started
+        train_s = harness.timed(train_model, train_file, model_file, **params)[1].wall
         model = QualityModel(model_file, q.max_chars)
         ev = evaluate(model, split["holdout"])
         web = [d.text for d in docs["web"]]
         mb = sum(len(t.encode("utf-8")) for t in web) / 1e6
-        started, cpu = time.perf_counter(), time.process_time()
-        model.score(web)
-        batch_s, batch_cpu = time.perf_counter() - started, time.process_time() - cpu
-        started, cpu = time.perf_counter(), time.process_time()
-        for t in web:
-            model.score([t])
-        single_s, single_cpu = time.perf_counter() - started, time.process_time() - cpu
+        batch = harness.timed(model.score, web)[1]
+        with harness.Timer() as single:
+            for t in web:
+                model.score([t])
         size_mb = model_file.stat().st_size / 1e6
     n_train = sum(map(len, split["train"].values()))
     print(f"\n### Quality classifier: wiki+papers+instruct (hq) vs raw web (lq), {n_train} training and "
           f"{ev['holdout_docs']} held-out documents, seed {seed}\n")
-    print("| scorer | train s | model MB | ROC AUC | precision@0.5 | recall@0.5 | accuracy |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
     hp = ", ".join(f"{k}={v}" for k, v in params.items())
-    print(f"| fastText: {hp}, max_chars={q.max_chars} | {train_s:.1f} | {size_mb:.1f} | {ev['roc_auc']:.3f} "
-          f"| {ev['precision']:.3f} | {ev['recall']:.3f} | {ev['accuracy']:.3f} |")
-    print(f"| peer, no training: share of lines ending in terminal punctuation (FineWeb's line_punct) | - | - "
-          f"| {heuristic_auc(split['holdout']):.3f} | - | - | - |")
-    print("\n| held-out source | docs | mean quality_score |")
-    print("|---|---:|---:|")
-    for source, st in ev["by_source"].items():
-        print(f"| {source} | {st['docs']} | {st['mean_score']:.3f} |")
-    print(f"\n| quality scoring on web.jsonl.gz ({len(web)} docs, {mb:.1f} MB) | docs/s | MB/s | docs per CPU-s |")
-    print("|---|---:|---:|---:|")
-    for label, wall, cpu in (("batched (one predict call)", batch_s, batch_cpu),
-                             ("one document per call", single_s, single_cpu)):
-        print(f"| {label} | {len(web) / wall:,.0f} | {mb / wall:.2f} | {len(web) / cpu:,.0f} |")
+    print(harness.table(
+        ["scorer", "train s", "model MB", "ROC AUC", "precision@0.5", "recall@0.5", "accuracy"],
+        [(f"fastText: {hp}, max_chars={q.max_chars}", f"{train_s:.1f}", f"{size_mb:.1f}", f"{ev['roc_auc']:.3f}",
+          f"{ev['precision']:.3f}", f"{ev['recall']:.3f}", f"{ev['accuracy']:.3f}"),
+         ("peer, no training: share of lines ending in terminal punctuation (FineWeb's line_punct)", "-", "-",
+          f"{heuristic_auc(split['holdout']):.3f}", "-", "-", "-")], align="lrrrrrr"))
+    print()
+    print(harness.table(["held-out source", "docs", "mean quality_score"],
+                        [(source, st["docs"], f"{st['mean_score']:.3f}") for source, st in ev["by_source"].items()],
+                        align="lrr"))
+    print()
+    print(harness.table(
+        [f"quality scoring on web.jsonl.gz ({len(web)} docs, {mb:.1f} MB)", "docs/s", "MB/s", "docs per CPU-s"],
+        [(label, f"{len(web) / t.wall:,.0f}", f"{mb / t.wall:.2f}", f"{len(web) / t.cpu:,.0f}")
+         for label, t in (("batched (one predict call)", batch), ("one document per call", single))],
+        align="lrrr"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__file__, __doc__)
     parser.add_argument("--per-lang", type=int, default=40, help="documents per language for language ID")
     parser.add_argument("--min-docs", type=int, default=20, help="languages with fewer gold documents are skipped")
     parser.add_argument("--quality-docs", type=int, default=2000, help="documents per class for the classifier")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    bench_lid(args.per_lang, args.min_docs)
-    bench_quality(args.quality_docs, args.seed)
+    harness.setdefault_env()
+    with harness.Timer() as run:
+        bench_lid(args.per_lang, args.min_docs)
+        bench_quality(args.quality_docs, args.seed)
+    print(run.summary("bench.classifiers"), file=sys.stderr)
 
 
 if __name__ == "__main__":

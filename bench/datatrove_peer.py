@@ -1,4 +1,7 @@
-"""datatrove's filters as the peer for bench/filters.py and the agreement tests (bench extra only).
+"""datatrove's filters as the peer for bench.filters and the agreement tests (bench extra only).
+
+Scripts reach it through bench/peers.py (which checks datatrove is installed first); tests load this file by
+path. Standard library only at import time.
 
 datatrove 0.10.1 declares ``huggingface-hub>=1.6`` while this lock pins 0.36.2 (transformers<5, see
 docs/filters.md), so it is installed with ``--no-deps``. Its ``pipeline.writers`` package eagerly imports the

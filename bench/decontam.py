@@ -1,6 +1,6 @@
 """Decontamination and PII benchmark: index size, lookup and masking throughput, PII look-alikes on code and papers.
 
-    .venv/bin/python bench/decontam.py [--docs 2000]
+    .venv/bin/python -m bench.decontam [--docs 2000]
 
 Prints three markdown tables: (1) the eval index over every shipped eval set (n-grams, build and load time,
 memory), (2) documents/s for index lookup and for PII masking per source, with datatrove's ``PIIFormatter``
@@ -10,79 +10,74 @@ PII look-alikes (versions, DOIs, arXiv ids, dates, ISBNs) occur in code and pape
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import itertools
-import json
-import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import harness, peers
 
-from filters.decontam import Decontam, EvalIndex, build_index, default_eval_dir, index_config
-from filters.pii import find_pii, measure_false_positives, pii
+if TYPE_CHECKING:
+    from filters.decontam import EvalIndex
 
 SOURCES = ("web", "wiki", "code", "papers", "instruct")
 
 
 def load_docs(source: str, n: int) -> list[str]:
-    path = default_eval_dir().parent / f"{source}.jsonl.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line)["text"] for line in itertools.islice(fh, n)]
+    return harness.read_texts(source, n)
 
 
 def full_text_papers() -> list[str]:
     """The long papers (full text, unarXive, LaTeX), where DOIs, arXiv ids and e-mail addresses live."""
-    path = default_eval_dir().parent / "papers.jsonl.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh]
+    rows = harness.read_corpus("papers")
     return [r["text"] for r in rows if not r["meta"]["origin"].startswith(("arxiv/", "scitldr"))]
 
 
 def timed(fn: Callable[[str], object], texts: list[str]) -> float:
-    started = time.perf_counter()
-    for text in texts:
-        fn(text)
-    return time.perf_counter() - started
+    """Wall seconds of ``fn`` over every text."""
+    with harness.Timer() as t:
+        for text in texts:
+            fn(text)
+    return t.wall
 
 
 def index_table() -> tuple[EvalIndex, list[str]]:
+    from filters.decontam import EvalIndex, build_index, index_config
+
     config = index_config()
-    started = time.perf_counter()
-    index = build_index(config)
-    build_s = time.perf_counter() - started
+    index, build = harness.timed(build_index, config)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "index.npz"
         index.save(path)
         size = path.stat().st_size
-        started = time.perf_counter()
-        EvalIndex.load(path)
-        load_s = time.perf_counter() - started
+        load_s = harness.timed(EvalIndex.load, path)[1].wall
     items = len(index.item_ids)
-    lines = ["| eval files | items | items < n tokens | n-grams (n=13) | build s | load s | memory MiB | file MiB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {len(index.tasks)} | {items:,} | {sum(index.short_items.values()):,} | {len(index.hashes):,} | "
-             f"{build_s:.2f} | {load_s:.3f} | {index.nbytes / 2**20:.1f} | {size / 2**20:.1f} |"]
-    return index, lines
+    columns = ["eval files", "items", "items < n tokens", "n-grams (n=13)", "build s", "load s", "memory MiB",
+               "file MiB"]
+    row = (len(index.tasks), f"{items:,}", f"{sum(index.short_items.values()):,}", f"{len(index.hashes):,}",
+           f"{build.wall:.2f}", f"{load_s:.3f}", f"{index.nbytes / 2**20:.1f}", f"{size / 2**20:.1f}")
+    return index, [harness.table(columns, [row], align="r" * len(columns))]
 
 
 def peer_pii() -> Callable[[str], str] | None:
+    """datatrove's PIIFormatter, or ``None`` (said on stderr) when the bench extra is not installed."""
     try:
-        from datatrove.pipeline.formatters.pii import PIIFormatter
-    except ImportError:
+        return peers.datatrove_pii()
+    except peers.PeerMissing as err:
+        peers.skipped(err)
         return None
-    return PIIFormatter().format
 
 
 def speed_table(index: EvalIndex, n: int) -> list[str]:
+    from filters.decontam import Decontam
+    from filters.pii import pii
+
     rule, masker, email_ip, peer = Decontam(index), pii(), pii(kinds=["email", "ip"]), peer_pii()
-    lines = ["| source | docs | MB | decontam lookup docs/s | mixlab pii docs/s | mixlab pii (email+ip) docs/s | "
-             "datatrove PIIFormatter (email+ip) docs/s | mixlab pii MB/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    table = harness.Table(["source", "docs", "MB", "decontam lookup docs/s", "mixlab pii docs/s",
+                           "mixlab pii (email+ip) docs/s", "datatrove PIIFormatter (email+ip) docs/s",
+                           "mixlab pii MB/s"], align="lrrrrrrr")
+    lines = [table.header()]
     for source in SOURCES:
         texts = load_docs(source, n)
         mb = sum(len(t.encode()) for t in texts) / 1e6
@@ -90,16 +85,17 @@ def speed_table(index: EvalIndex, n: int) -> list[str]:
         mask = timed(masker.mask, texts)
         mask2 = timed(email_ip.mask, texts)
         peer_s = f"{len(texts) / timed(peer, texts):,.0f}" if peer else "n/a (bench extra)"
-        lines.append(f"| {source} | {len(texts):,} | {mb:.1f} | {len(texts) / look:,.0f} | {len(texts) / mask:,.0f} "
-                     f"| {len(texts) / mask2:,.0f} | {peer_s} | {mb / mask:.2f} |")
+        lines.append(table.row(source, f"{len(texts):,}", f"{mb:.1f}", f"{len(texts) / look:,.0f}",
+                               f"{len(texts) / mask:,.0f}", f"{len(texts) / mask2:,.0f}", peer_s, f"{mb / mask:.2f}"))
     return lines
 
 
 def false_positive_table(n: int) -> list[str]:
+    from filters.pii import find_pii, measure_false_positives
+
     slices = {"code": load_docs("code", n), "papers (full text)": full_text_papers(),
               "papers (abstracts)": load_docs("papers", n)}
-    lines = ["| slice | docs | e-mails | IPs | phones | look-alikes seen (version/doi/arxiv/date/isbn) | "
-             "look-alikes masked |", "|---|---:|---:|---:|---:|---|---:|"]
+    rows = []
     for name, texts in slices.items():
         kinds = {"email": 0, "ip": 0, "phone": 0}
         for text in texts:
@@ -108,20 +104,24 @@ def false_positive_table(n: int) -> list[str]:
         fp = measure_false_positives(texts)
         seen = "/".join(str(v["seen"]) for v in fp.values())
         masked = sum(v["masked"] for v in fp.values())
-        lines.append(f"| {name} | {len(texts):,} | {kinds['email']:,} | {kinds['ip']:,} | {kinds['phone']:,} | "
-                     f"{seen} | {masked} of {sum(v['seen'] for v in fp.values())} |")
-    return lines
+        rows.append((name, f"{len(texts):,}", f"{kinds['email']:,}", f"{kinds['ip']:,}", f"{kinds['phone']:,}", seen,
+                     f"{masked} of {sum(v['seen'] for v in fp.values())}"))
+    columns = ["slice", "docs", "e-mails", "IPs", "phones", "look-alikes seen (version/doi/arxiv/date/isbn)",
+               "look-alikes masked"]
+    return [harness.table(columns, rows, align="lrrrrlr")]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__file__, __doc__)
     parser.add_argument("--docs", type=int, default=2000, help="documents per source (default 2000)")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    index, lines = index_table()
-    print("\n".join(lines), end="\n\n")
-    print("\n".join(speed_table(index, args.docs)), end="\n\n")
-    print("\n".join(false_positive_table(args.docs)))
+    harness.setdefault_env()
+    with harness.Timer() as run:
+        index, lines = index_table()
+        print("\n".join(lines), end="\n\n")
+        print("\n".join(speed_table(index, args.docs)), end="\n\n")
+        print("\n".join(false_positive_table(args.docs)))
+    print(run.summary("bench.decontam"), file=sys.stderr)
 
 
 if __name__ == "__main__":

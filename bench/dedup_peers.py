@@ -1,8 +1,9 @@
 """Peer MinHash dedup runs for bench/dedup_quality.py, executed in a separate venv (datatrove, text-dedup).
 
-Usage: ``PEER_PYTHON bench/dedup_peers.py {datatrove,text-dedup} DOCS.jsonl BANDS ROWS NGRAM OUT.json``;
-writes ``{"clusters": {doc_id: cluster}, "seconds": wall}`` for documents in a cluster of two or more.
-Both peers run with the same bands x rows and n-gram size as mixlab, their own hashing and normalisation.
+Usage, from the repository root: ``PEER_PYTHON -m bench.dedup_peers {datatrove,text-dedup} DOCS.jsonl BANDS ROWS
+NGRAM OUT.json`` (bench/peers.py starts it); writes ``{"clusters": {doc_id: cluster}, "seconds": wall}`` for
+documents in a cluster of two or more. Both peers run with the same bands x rows and n-gram size as mixlab,
+their own hashing and normalisation. Imports only the standard library, bench.harness and the peer.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench import harness
 
 
 def _read(path: str) -> list[dict]:
@@ -78,14 +80,21 @@ def run_text_dedup(docs: list[dict], bands: int, rows: int, ngram: int) -> dict[
     return {docs[i]["id"]: root for root, members in groups.items() if len(members) > 1 for i in members}
 
 
-def main() -> None:
-    peer, docs_path, bands, rows, ngram, out = sys.argv[1:7]
-    docs = _read(docs_path)
-    started = time.monotonic()
-    run = run_datatrove if peer == "datatrove" else run_text_dedup
-    clusters = run(docs, int(bands), int(rows), int(ngram))
-    Path(out).write_text(json.dumps({"clusters": clusters, "seconds": time.monotonic() - started}))
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.parser(__file__, __doc__)
+    parser.add_argument("peer", choices=["datatrove", "text-dedup"])
+    parser.add_argument("docs", help="JSON Lines with id and text")
+    parser.add_argument("bands", type=int)
+    parser.add_argument("rows", type=int)
+    parser.add_argument("ngram", type=int)
+    parser.add_argument("out", help="JSON file written with the clusters and wall seconds")
+    args = parser.parse_args(argv)
+    docs = _read(args.docs)
+    run = run_datatrove if args.peer == "datatrove" else run_text_dedup
+    clusters, timer = harness.timed(run, docs, args.bands, args.rows, args.ngram)
+    Path(args.out).write_text(json.dumps({"clusters": clusters, "seconds": timer.wall}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

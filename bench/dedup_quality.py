@@ -7,46 +7,43 @@ mixlab's clusters come from the same functions the Beam stage uses (signatures, 
 distributed path gives identical clusters, see tests/test_dedup_pipeline.py). Peers run in their own venv
 (``--peer-python``) through bench/dedup_peers.py, so one run prints the whole table.
 
-    .venv/bin/python bench/dedup_quality.py --peer-python /tmp/bench-venv/bin/python
+    .venv/bin/python -m bench.dedup_quality --peer-python /tmp/bench-venv/bin/python
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from bench import harness, peers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if TYPE_CHECKING:
+    import numpy as np
 
-from filters import dedup as dd
-from pipelines.dedup import _unit_for, bucket_edges
-
-SHARED = Path(os.environ.get("MIXLAB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-BENCH = SHARED / "corpora" / "dedup_bench"
 NUM_PERM = 112
 
 
 def load(limit: int | None) -> tuple[list[dict], list[dict]]:
     """Documents (first ``limit``) and the labelled pairs among them."""
-    with gzip.open(BENCH / "synthetic_docs.jsonl.gz", "rt") as f:
-        docs = [json.loads(line) for line, _ in zip(f, range(limit or 10**9), strict=False)]
+    docs = harness.read_corpus("dedup_bench/synthetic_docs", limit)
     ids = {d["id"] for d in docs}
-    with gzip.open(BENCH / "synthetic_pairs.jsonl.gz", "rt") as f:
-        pairs = [p for p in map(json.loads, f) if p["id_a"] in ids and p["id_b"] in ids]
+    pairs = [p for p in harness.iter_corpus("dedup_bench/synthetic_pairs") if p["id_a"] in ids and p["id_b"] in ids]
     return docs, pairs
 
 
 def signatures(docs: list[dict], unit: str, char_ngram: int = 10) -> np.ndarray:
     """One signature per document with the Beam stage's shingling (``unit`` as in the spec)."""
+    import numpy as np
+
+    from filters import dedup as dd
+    from pipelines.dedup import _unit_for
+
     p = dd.MinHashParams(bands=14, rows=8)
     out = np.empty((len(docs), NUM_PERM), dtype=np.uint32)
     for i, doc in enumerate(docs):
@@ -65,6 +62,9 @@ class _Doc:
 def mixlab_clusters(docs: list[dict], sigs: np.ndarray, bands: int, rows: int,
                     threshold: float | None) -> dict[str, int]:
     """Band keys -> buckets -> edges (optionally verified) -> union-find, as in MinHashDedup."""
+    from filters import dedup as dd
+    from pipelines.dedup import bucket_edges
+
     buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
     for i, sig in enumerate(sigs):
         if dd.is_empty(sig):
@@ -76,10 +76,9 @@ def mixlab_clusters(docs: list[dict], sigs: np.ndarray, bands: int, rows: int,
 
 
 def peer_clusters(peer: str, python: str, docs_path: str, bands: int, rows: int) -> tuple[dict[str, int], float]:
-    """Run a peer in its own interpreter; return its clusters and wall seconds."""
+    """Run a peer in its own interpreter (bench/dedup_peers.py); return its clusters and wall seconds."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([python, str(Path(__file__).with_name("dedup_peers.py")), peer, docs_path, str(bands),
-                        str(rows), "5", out.name], check=True, capture_output=True)
+        peers.run_in_venv(python, "dedup_peers", peer, docs_path, str(bands), str(rows), "5", out.name)
         result = json.loads(Path(out.name).read_text())
     return result["clusters"], result["seconds"]
 
@@ -101,18 +100,24 @@ def scores(clusters: dict[str, object], pairs: list[dict], n_docs: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__file__, __doc__)
     parser.add_argument("--limit", type=int, default=None, help="first N documents only")
     parser.add_argument("--thresholds", default="0.5,0.6,0.72,0.8,0.9")
-    parser.add_argument("--peer-python", default="/tmp/bench-venv/bin/python",
+    parser.add_argument("--peer-python", default=peers.DEFAULT_PEER_PYTHON,
                         help="interpreter with datatrove and text-dedup installed ('' to skip peers)")
     args = parser.parse_args()
+    from filters import dedup as dd
+
+    run = harness.Timer().start()
+    found, missing = peers.venv_peers(args.peer_python)
+    for message in missing:
+        print(f"{message}; its rows are left out", file=sys.stderr)
     docs, pairs = load(args.limit)
     print(f"{len(docs):,} documents, {len(pairs):,} labelled pairs "
           f"({sum(p['label'] for p in pairs):,} positive)\n", flush=True)
-    started = time.monotonic()
-    sigs = {unit: signatures(docs, unit) for unit in ("auto", "word")}
-    sig_seconds = (time.monotonic() - started) / 2
+    with harness.Timer() as sig_timer:
+        sigs = {unit: signatures(docs, unit) for unit in ("auto", "word")}
+    sig_seconds = sig_timer.wall / 2
     rows_out = []
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for d in docs:
@@ -123,10 +128,9 @@ def main() -> None:
         runs: list[tuple[str, dict, float]] = []
         for name, unit, verify in (("mixlab (word)", "word", None), ("mixlab (auto unit)", "auto", None),
                                    ("mixlab (auto unit, verified)", "auto", t)):
-            t0 = time.monotonic()
-            clusters = mixlab_clusters(docs, sigs[unit], bands, rows, verify)
-            runs.append((name, clusters, sig_seconds + time.monotonic() - t0))
-        for peer in ("datatrove", "text-dedup") if args.peer_python else ():
+            clusters, timer = harness.timed(mixlab_clusters, docs, sigs[unit], bands, rows, verify)
+            runs.append((name, clusters, sig_seconds + timer.wall))
+        for peer in found:
             try:
                 clusters, seconds = peer_clusters(peer, args.peer_python, docs_path, bands, rows)
             except (subprocess.CalledProcessError, FileNotFoundError) as err:
@@ -138,12 +142,12 @@ def main() -> None:
             rows_out.append((t, f"{bands}x{rows}", name, scores(clusters, pairs, len(docs)), seconds))
         print(f"threshold {t} done", file=sys.stderr, flush=True)
     os.unlink(docs_path)
-    print("| threshold | bands x rows | method | precision | recall | F1 | removed fraction | seconds |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for t, br, name, s, seconds in rows_out:
-        print(f"| {t} | {br} | {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
-              f"{s['removed']:.3f} | {seconds:.1f} |")
+    print(harness.table(
+        ["threshold", "bands x rows", "method", "precision", "recall", "F1", "removed fraction", "seconds"],
+        [(t, br, name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", f"{s['removed']:.3f}",
+          f"{seconds:.1f}") for t, br, name, s, seconds in rows_out], align="rllrrrrr"))
     print("\nideal removed fraction (gold clusters): 0.443 on the full set")
+    print(run.stop().summary("bench.dedup_quality"), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,36 +3,23 @@
 Prints a markdown table: documents and MB (UTF-8 input bytes) per CPU-second of this process, i.e. per core
 even when other work shares the machine, for each side, the speed-up, and how often
 both sides take the same keep/drop decision (and the same reason) on each document. Needs the bench extra
-(datatrove, installed with --no-deps, and spaCy, its English word tokenizer): see docs/filters.md.
+(datatrove, installed with --no-deps, and spaCy, its English word tokenizer): see docs/filters.md; without it
+only Mixlab's columns are measured and datatrove's show n/a.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/filters.py --docs 1000
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.filters --docs 1000
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import json
 import os
-import platform
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("NLTK_DATA", str(REPO.parent / "shared" / "nltk_data"))
-# This script's own name would shadow the `filters` package: import from the repository root instead.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-
-from bench import datatrove_peer  # noqa: E402
-from filters import text as mixlab_text  # noqa: E402
-from filters.base import Document, run_chain  # noqa: E402
-from filters.registry import build_filter  # noqa: E402
+from bench import harness, peers
+from filters import text as mixlab_text
+from filters.base import Document, run_chain
+from filters.registry import build_filter
 
 # (row label, Mixlab filter names, datatrove filter keys), in the FineWeb chain's order for the chain row.
 ROWS = [
@@ -46,18 +33,6 @@ ROWS = [
 ]
 Decision = tuple[bool, str | None]
 WARM_UP = 20  # documents run once on each side, untimed, before the measured runs
-
-
-def read_texts(path: Path, limit: int) -> list[str]:
-    """The first ``limit`` document texts of a JSONL(.gz) corpus."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    texts: list[str] = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if len(texts) >= limit:
-                break
-            texts.append(json.loads(line)["text"])
-    return texts
 
 
 def mixlab_reason(reason: str | None) -> str | None:
@@ -79,14 +54,13 @@ def run_mixlab(names: list[str], texts: list[str]) -> tuple[float, list[Decision
     mixlab_text.words.cache_clear()
     chain = [build_filter(name) for name in names]
     docs = [Document(id=str(i), text=t, source="web") for i, t in enumerate(texts)]
-    started = time.process_time()
-    outcomes = [run_chain(doc, chain) for doc in docs]
-    elapsed = time.process_time() - started
-    return elapsed, [(o.doc is not None, mixlab_reason(o.reason)) for o in outcomes]
+    outcomes, t = harness.timed(lambda: [run_chain(doc, chain) for doc in docs])
+    return t.cpu, [(o.doc is not None, mixlab_reason(o.reason)) for o in outcomes]
 
 
 def run_datatrove(flts: list[Any], texts: list[str]) -> tuple[float, list[Decision]]:
     """CPU seconds and decisions of datatrove filters applied in order (its word-split caches start empty)."""
+    datatrove_peer = peers.datatrove()
     from datatrove.utils.text import split_into_parts
     from datatrove.utils.word_tokenizers import load_word_tokenizer
 
@@ -94,17 +68,17 @@ def run_datatrove(flts: list[Any], texts: list[str]) -> tuple[float, list[Decisi
     spacy_tokenizer = load_word_tokenizer("eng")._tokenizer
     if spacy_tokenizer is not None:
         spacy_tokenizer.tokenizer._flush_cache()  # spaCy memoises chunk splits too: start both sides cold
-    started = time.process_time()
     out: list[Decision] = []
-    for text in texts:
-        decision: Decision = (True, None)
-        for flt in flts:
-            keep, reason, text = datatrove_peer.decide(flt, text)
-            if not keep:
-                decision = (False, reason)
-                break
-        out.append(decision)
-    return time.process_time() - started, out
+    with harness.Timer() as t:
+        for text in texts:
+            decision: Decision = (True, None)
+            for flt in flts:
+                keep, reason, text = datatrove_peer.decide(flt, text)
+                if not keep:
+                    decision = (False, reason)
+                    break
+            out.append(decision)
+    return t.cpu, out
 
 
 def agreement(a: list[Decision], b: list[Decision], key: Callable[[Decision], Any]) -> float:
@@ -113,44 +87,57 @@ def agreement(a: list[Decision], b: list[Decision], key: Callable[[Decision], An
 
 def machine() -> str:
     """CPU model, usable cores and the load average, for the record."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
-    return f"{model}; {os.cpu_count()} cores; pinned to one; load average {' '.join(load)}"
+    return f"{harness.machine()}; pinned to one"
+
+
+COLUMNS = ["filter", "Mixlab docs/s", "Mixlab MB/s", "datatrove docs/s", "datatrove MB/s", "speed-up",
+           "same decision %", "same reason %"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.parser(__file__, __doc__)
     parser.add_argument("--docs", type=int, default=1000, help="number of documents from the start of the corpus")
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpora" / "web.jsonl.gz",
-                        help="JSONL(.gz) corpus with a 'text' field (default: ../shared/corpora/web.jsonl.gz)")
+    parser.add_argument("--corpus", default="web",
+                        help="shared corpus name or JSONL(.gz) path with a 'text' field (default: web, i.e. "
+                             "../shared/corpora/web.jsonl.gz)")
     args = parser.parse_args(argv)
+    harness.setdefault_env()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    texts = read_texts(args.corpus, args.docs)
+    run = harness.Timer().start()
+    texts = harness.read_texts(args.corpus, args.docs)
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    peers = datatrove_peer.load()
-    print(f"{len(texts)} documents, {megabytes:.1f} MB from {args.corpus.name}; {machine()}", file=sys.stderr)
-    print("| filter | Mixlab docs/s | Mixlab MB/s | datatrove docs/s | datatrove MB/s | speed-up "
-          "| same decision % | same reason % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    try:
+        theirs_filters: dict[str, Any] | None = peers.datatrove_filters()
+    except peers.PeerMissing as err:
+        peers.skipped(err)
+        theirs_filters = None
+    print(f"{len(texts)} documents, {megabytes:.1f} MB from {harness.corpus_path(args.corpus).name}; {machine()}",
+          file=sys.stderr)
+    table = harness.Table(COLUMNS, align="lrrrrrrr")
+    print(table.header())
     run_mixlab(ROWS[-1][1], texts[:WARM_UP])  # load punkt and import everything on both sides first
-    run_datatrove([peers[k] for k in ROWS[-1][2]], texts[:WARM_UP])
+    if theirs_filters is not None:
+        run_datatrove([theirs_filters[k] for k in ROWS[-1][2]], texts[:WARM_UP])
     for label, names, keys in ROWS:
         ours_s, ours = run_mixlab(names, texts)
-        theirs_s, theirs = run_datatrove([peers[k] for k in keys], texts)
-        print(f"| {label} | {len(texts) / ours_s:,.0f} | {megabytes / ours_s:.2f} | {len(texts) / theirs_s:,.0f} "
-              f"| {megabytes / theirs_s:.2f} | {theirs_s / ours_s:.1f}x "
-              f"| {agreement(ours, theirs, lambda d: d[0]):.2f} | {agreement(ours, theirs, lambda d: d):.2f} |",
-              flush=True)
-    same = sum(list(mixlab_text.words(t)) == datatrove_peer.words(t) for t in texts)
-    print(f"\nWord split: {same} of {len(texts)} documents ({100 * same / len(texts):.1f}%) get exactly "
-          "spaCy's token list (datatrove's English split).")
+        cells = [f"{len(texts) / ours_s:,.0f}", f"{megabytes / ours_s:.2f}"]
+        if theirs_filters is None:
+            cells += ["n/a"] * 5
+        else:
+            theirs_s, theirs = run_datatrove([theirs_filters[k] for k in keys], texts)
+            cells += [f"{len(texts) / theirs_s:,.0f}", f"{megabytes / theirs_s:.2f}", f"{theirs_s / ours_s:.1f}x",
+                      f"{agreement(ours, theirs, lambda d: d[0]):.2f}", f"{agreement(ours, theirs, lambda d: d):.2f}"]
+        print(table.row(label, *cells), flush=True)
+    if theirs_filters is not None:
+        datatrove_words = peers.datatrove().words
+        same = sum(list(mixlab_text.words(t)) == datatrove_words(t) for t in texts)
+        print(f"\nWord split: {same} of {len(texts)} documents ({100 * same / len(texts):.1f}%) get exactly "
+              "spaCy's token list (datatrove's English split).")
+    else:
+        print("\nWord split: not compared (datatrove not installed).")
     print(f"\n{machine()}")
+    print(run.stop().summary("bench.filters"), file=sys.stderr)
     return 0
 
 

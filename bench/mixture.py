@@ -1,7 +1,7 @@
 """Mixture building throughput: tokenization and MDS writing on the shared corpora, and the end-to-end run.
 
-    .venv/bin/python bench/mixture.py                       # tokenization + MDS tables (about a minute)
-    .venv/bin/python bench/mixture.py --e2e mix_v3.yaml     # also time `mixlab mixture` with a stage breakdown
+    .venv/bin/python -m bench.mixture                       # tokenization + MDS tables (about a minute)
+    .venv/bin/python -m bench.mixture --e2e mix_v3.yaml     # also time `mixlab mixture` with a stage breakdown
 
 Peers side by side: for tokenization, ``transformers``' fast tokenizer batch call (what llm-foundry's data prep
 uses) and the bare ``encode_batch``; for writing, MDS without compression/hashes and a raw int32 ``.bin``
@@ -10,62 +10,35 @@ memmap (nanoGPT / Megatron style). Prints markdown tables; record them in bench/
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from mixtures.mds import pack, write_stream  # noqa: E402
-from mixtures.streaming_compat import import_streaming  # noqa: E402
-from mixtures.tokenizer import count_tokens, prepare, tokenize, train_bpe  # noqa: E402
+from bench import harness
 
 SOURCES = ["web", "wiki", "papers", "code", "multilingual", "instruct"]
 SEQ_LEN = 512
 
 
-def machine() -> str:
-    """CPU model, cores and load average, for the RESULTS.md header."""
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "?")
-    return f"{model}, {os.cpu_count()} cores, load average {load()}"
-
-
-def load() -> str:
-    """The 1, 5 and 15 minute load averages."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def load_texts(corpora: Path, per_source: int) -> list[str]:
+def load_texts(per_source: int) -> list[str]:
     """The first ``per_source`` documents of each shared corpus file."""
-    texts: list[str] = []
-    for source in SOURCES:
-        with gzip.open(corpora / f"{source}.jsonl.gz", "rt", encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                if i >= per_source:
-                    break
-                texts.append(json.loads(line)["text"])
-    return texts
+    return [text for source in SOURCES for text in harness.read_texts(source, per_source)]
 
 
 def timed(fn, *args):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - started
+    """Result and wall seconds."""
+    out, t = harness.timed(fn, *args)
+    return out, t.wall
 
 
 def tokenization_table(texts: list[str], tok) -> tuple[str, object]:  # type: ignore[no-untyped-def]
     from transformers import PreTrainedTokenizerFast
+
+    from mixtures.tokenizer import count_tokens, tokenize
 
     hf = PreTrainedTokenizerFast(tokenizer_object=tok)
     tok.encode_batch_fast(texts)  # warm the BPE word cache once, so no method pays for it alone
@@ -80,12 +53,18 @@ def tokenization_table(texts: list[str], tok) -> tuple[str, object]:  # type: ig
         lambda: hf(texts, add_special_tokens=False)["input_ids"])[1]))
     chars = sum(len(t) for t in texts)
     lines = [f"Tokenization: {len(texts):,} documents, {chars:,} chars, {n:,} tokens (byte-level BPE, vocab "
-             f"{tok.get_vocab_size():,})", "", "| method | seconds | tokens/s |", "|---|---:|---:|"]
-    lines += [f"| {name} | {sec:.2f} | {n / sec:,.0f} |" for name, sec in rows]
+             f"{tok.get_vocab_size():,})", "",
+             harness.table(["method", "seconds", "tokens/s"], [(name, f"{sec:.2f}", f"{n / sec:,.0f}")
+                                                               for name, sec in rows], align="lrr")]
     return "\n".join(lines), ours
 
 
 def writing_table(tokenized, folder: Path) -> str:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from mixtures.mds import pack, write_stream
+    from mixtures.streaming_compat import import_streaming
+
     docs = [(i, *tokenized.doc(i)) for i in range(len(tokenized.offsets) - 1)]
     total = sum(len(d[1]) + 1 for d in docs) // SEQ_LEN * SEQ_LEN
     import_streaming()
@@ -115,8 +94,8 @@ def writing_table(tokenized, folder: Path) -> str:  # type: ignore[no-untyped-de
     stored = sum(p.stat().st_size for p in (folder / "zstd").glob("*.zstd"))
     lines = [f"MDS writing: {total:,} tokens in {total // SEQ_LEN:,} sequences of {SEQ_LEN}; zstd shards "
              f"{stored / 1e6:.1f} MB ({stored / total:.2f} bytes/token)", "",
-             "| writer | seconds | tokens/s |", "|---|---:|---:|"]
-    lines += [f"| {name} | {sec:.2f} | {total / sec:,.0f} |" for name, sec in rows]
+             harness.table(["writer", "seconds", "tokens/s"], [(name, f"{sec:.2f}", f"{total / sec:,.0f}")
+                                                               for name, sec in rows], align="lrr")]
     return "\n".join(lines)
 
 
@@ -124,14 +103,16 @@ def e2e_table(spec: str, force: bool) -> str:
     """Run ``mixlab mixture`` as ``make mixture`` does and break its wall time into stages."""
     from mixtures.spec import load_spec
 
-    cmd = [str(REPO / ".venv/bin/mixlab"), "mixture", spec, *(["--force"] if force else [])]
-    started = time.perf_counter()
-    shared = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared"))
+    mixlab = Path(sys.executable).with_name("mixlab")  # the venv running this bench, as `make mixture` uses
+    cmd = [str(mixlab if mixlab.exists() else harness.REPO / ".venv/bin/mixlab"), "mixture", spec,
+           *(["--force"] if force else [])]
+    shared = harness.shared_root()
     env = {**os.environ, "MIXLAB_SHARED": str(shared), "PYTHONHASHSEED": "0"}  # what `make mixture` exports
     if (shared / "nltk_data").is_dir():
         env.setdefault("NLTK_DATA", str(shared / "nltk_data"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False, env=env)
-    wall = time.perf_counter() - started
+    with harness.Timer() as t:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=harness.REPO, check=False, env=env)
+    wall = t.wall
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     run_dir = load_spec(spec, check_files=False).run_dir
@@ -141,23 +122,25 @@ def e2e_table(spec: str, force: bool) -> str:
     if not runs:
         rows.append(("clean (up to date: reused)", 0.0))
     rows += [(f"mixture: {k}", v) for k, v in timings.items() if k != "tokens_tokenized"]
-    lines = [f"End to end: `mixlab mixture {spec}`{' --force' if force else ''}: {wall:.1f} s wall "
-             f"({timings['tokens_tokenized']:,} kept tokens tokenized)", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {name} | {sec:.1f} |" for name, sec in rows]
-    lines.append(f"| other (process start, imports, report) | {wall - sum(s for _, s in rows):.1f} |")
+    rows.append(("other (process start, imports, report)", wall - sum(s for _, s in rows)))
+    lines = [f"End to end: `mixlab mixture {spec}`{' --force' if force else ''}: {wall:.1f} s wall, "
+             f"{t.cpu_children:.1f} CPU s in its processes ({timings['tokens_tokenized']:,} kept tokens tokenized)",
+             "", harness.table(["stage", "seconds"], [(name, f"{sec:.1f}") for name, sec in rows], align="lr")]
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__file__, None, description=__doc__.splitlines()[0])
     parser.add_argument("--per-source", type=int, default=400, help="documents per shared corpus (default 400)")
     parser.add_argument("--e2e", metavar="SPEC", help="also time `mixlab mixture SPEC`")
     parser.add_argument("--force", action="store_true", help="with --e2e: re-run the clean step too")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    corpora = Path(os.environ.get("MIXLAB_SHARED", REPO.parent / "shared")) / "corpora"
-    print(f"Machine: {machine()}\n")
-    texts = load_texts(corpora, args.per_source)
+    harness.setdefault_env()
+    from mixtures.tokenizer import prepare, train_bpe
+
+    run = harness.Timer().start()
+    print(f"Machine: {harness.machine()}\n")
+    texts = load_texts(args.per_source)
     tok = prepare(train_bpe(texts[::4], 8192, "<|endoftext|>"))
     table, tokenized = tokenization_table(texts, tok)
     print(table + "\n")
@@ -165,7 +148,8 @@ def main() -> None:
         print(writing_table(tokenized, Path(tmp)) + "\n")
     if args.e2e:
         print(e2e_table(args.e2e, args.force) + "\n")
-    print(f"Load average after: {load()}")
+    print(f"Load average after: {harness.load_averages()}")
+    print(run.stop().summary("bench.mixture"), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,178 @@
+"""Where bench/ finds its peers, and what to tell the user when one is missing.
+
+Two kinds of peer:
+
+- in this interpreter, installed by ``make bench-setup`` (the ``bench`` extra, datatrove with ``--no-deps``):
+  datatrove's filters and PII formatter (bench.filters, bench.decontam, through bench/datatrove_peer.py) and
+  TFDS's ``c4_utils`` (bench.c4_conformance);
+- in a separate venv, because their dependencies clash with the lock (``--peer-python``, default
+  ``/tmp/bench-venv/bin/python``): datatrove's and text-dedup's MinHash, run by bench/dedup_peers.py for
+  bench.dedup_quality. :data:`PEER_VENV_SETUP` makes that venv.
+
+Scripts ask for a peer here; when it is absent they get :class:`PeerMissing` (or a message) saying
+``peer X not installed: ...`` with the command that installs it, print that, and show ``n/a`` in its columns.
+
+    python -m bench.peers [--peer-python PATH]     # which peers this machine has
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench import harness
+
+SETUP_HINT = "run make bench-setup"
+PEER_VENV = "/tmp/bench-venv"
+DEFAULT_PEER_PYTHON = f"{PEER_VENV}/bin/python"
+# The venv the dedup peers ran in for bench/RESULTS.md (datatrove 0.10.1 with spaCy, text-dedup 0.4.0).
+PEER_VENV_SETUP = (f"python3 -m venv {PEER_VENV} && {PEER_VENV}/bin/pip install datatrove==0.10.1 spacy==3.8.18 "
+                   "text-dedup==0.4.0")
+MODULES: dict[str, tuple[str, ...]] = {
+    "datatrove": ("datatrove", "spacy"),
+    "tensorflow-datasets": ("tensorflow_datasets",),
+    "text-dedup": ("text_dedup",),
+}
+IN_PROCESS = ("datatrove", "tensorflow-datasets")
+IN_VENV = ("datatrove", "text-dedup")
+
+
+class PeerMissing(RuntimeError):
+    """A peer is not installed (or not importable); the message says how to install it."""
+
+    def __init__(self, peer: str, message: str) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+def missing_message(peer: str, where: str | None = None, detail: str | None = None,
+                    hint: str = SETUP_HINT) -> str:
+    return (f"peer {peer} not installed{f' in {where}' if where else ''}{f' ({detail})' if detail else ''}: "
+            f"{hint}")
+
+
+def skipped(err: PeerMissing) -> None:
+    """Tell the user (on stderr) that a peer's columns will show n/a."""
+    print(f"{err}; its columns show n/a", file=sys.stderr, flush=True)
+
+
+def require(peer: str, modules: Sequence[str] | None = None) -> None:
+    """Raise :class:`PeerMissing` unless every module of ``peer`` can be imported here."""
+    for module in modules or MODULES[peer]:
+        if importlib.util.find_spec(module) is None:
+            detail = None if module == peer.replace("-", "_") else f"no module {module}"
+            raise PeerMissing(peer, missing_message(peer, detail=detail))
+
+
+def installed(peer: str) -> bool:
+    try:
+        require(peer)
+    except PeerMissing:
+        return False
+    return True
+
+
+# --- in this interpreter --------------------------------------------------------------------------------------------
+
+
+def datatrove() -> types.ModuleType:
+    """bench/datatrove_peer.py, once datatrove and spaCy are known to be installed."""
+    require("datatrove")
+    from bench import datatrove_peer
+
+    return datatrove_peer
+
+
+def datatrove_filters() -> dict[str, Any]:
+    """datatrove's C4, Gopher and FineWeb filters (``datatrove_peer.load()``), or :class:`PeerMissing`."""
+    peer = datatrove()
+    try:
+        return peer.load()
+    except ImportError as err:  # installed without its run-time imports (loguru, humanize, ...)
+        raise PeerMissing("datatrove", missing_message("datatrove", detail=str(err))) from err
+
+
+def datatrove_pii() -> Callable[[str], str]:
+    """datatrove's ``PIIFormatter().format`` (e-mail + IP), or :class:`PeerMissing`."""
+    require("datatrove", ("datatrove",))
+    try:
+        from datatrove.pipeline.formatters.pii import PIIFormatter
+    except ImportError as err:
+        raise PeerMissing("datatrove", missing_message("datatrove", detail=str(err))) from err
+    return PIIFormatter().format
+
+
+def tfds_c4_utils() -> types.ModuleType:
+    """TFDS ``c4_utils`` with its lazy ``tf`` replaced by a ``tf.compat.as_text`` pass-through.
+
+    TFDS reaches TensorFlow only through ``tf.compat.as_text`` (a ``str`` pass-through here), so the 600 MB
+    TensorFlow wheel is not needed.
+    """
+    require("tensorflow-datasets")
+    c4_utils = importlib.import_module("tensorflow_datasets.text.c4_utils")
+
+    def as_text(value: str | bytes) -> str:
+        return value.decode("utf-8") if isinstance(value, bytes) else value
+
+    c4_utils.tf = types.SimpleNamespace(compat=types.SimpleNamespace(as_text=as_text))
+    return c4_utils
+
+
+# --- in the separate peer venv --------------------------------------------------------------------------------------
+
+_PROBE = "import importlib.util, sys; sys.exit(0 if all(importlib.util.find_spec(m) for m in sys.argv[1:]) else 1)"
+
+
+def venv_peers(python: str, peers: Sequence[str] = IN_VENV) -> tuple[list[str], list[str]]:
+    """The peers importable by interpreter ``python``, and a message for each one that is not.
+
+    ``python == ''`` means peers are skipped on purpose: nothing found, no message.
+    """
+    if not python:
+        return [], []
+    hint = f"make it with: {PEER_VENV_SETUP} (or pass --peer-python PATH, '' to skip peers)"
+    if shutil.which(python) is None:
+        return [], [missing_message(p, where=python, detail="no such interpreter", hint=hint) for p in peers]
+    found, messages = [], []
+    for peer in peers:
+        probe = subprocess.run([python, "-c", _PROBE, *MODULES[peer]], capture_output=True, check=False)
+        if probe.returncode == 0:
+            found.append(peer)
+        else:
+            messages.append(missing_message(peer, where=python, hint=hint))
+    return found, messages
+
+
+def run_in_venv(python: str, script: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``python -m bench.<script> ARGS`` from the repository root (so ``bench`` imports without installing)."""
+    return subprocess.run([python, "-m", f"bench.{script}", *args], cwd=harness.REPO, check=True,
+                          capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness.parser(__file__, __doc__)
+    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON,
+                        help=f"interpreter of the separate peer venv (default {DEFAULT_PEER_PYTHON})")
+    args = parser.parse_args(argv)
+    rows = []
+    for peer in IN_PROCESS:
+        try:
+            require(peer)
+            rows.append((peer, "this interpreter", "installed"))
+        except PeerMissing as err:
+            rows.append((peer, "this interpreter", str(err)))
+    found, messages = venv_peers(args.peer_python)
+    rows += [(peer, args.peer_python, "installed") for peer in found]
+    rows += [(m.split()[1], args.peer_python, m) for m in messages]
+    print(harness.table(["peer", "where", "status"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
