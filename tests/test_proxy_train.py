@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from proxy_train.data import StreamsError, load_streams
-from proxy_train.train import SpikeGuard, TrainConfig, latest_checkpoint, lr_factor, read_jsonl, train
+from proxy_train.train import (
+    ProxyUsageError,
+    SpikeGuard,
+    TrainConfig,
+    latest_checkpoint,
+    lr_factor,
+    read_jsonl,
+    train,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +72,7 @@ def test_training_lowers_the_loss_and_writes_metrics(tiny_mixture: Path, tmp_pat
     assert summary["steps"] == 30 and summary["tokens"] == 30 * 8 * 64 and summary["spikes"] == 0
     assert pq.read_table(out / "metrics.parquet").num_rows == 30
     assert latest_checkpoint(out).name == "step-000030.pt"
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ProxyUsageError, match="--resume"):
         train(tiny_mixture, SHORT, out=out)
 
 
