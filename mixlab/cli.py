@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -151,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("apache_beam", "distributed", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
-    from mixtures.spec import SpecError
+    from filters.errors import UserError
 
     try:
         return int(args.func(args) or 0)
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except UserError as err:  # a user's mistake: one message, no traceback (once, not per torchrun rank)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
         return 2
 
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from filters import registry
+from filters.errors import UserError
 from mixtures.dedup_spec import DedupSpec
 from mixtures.mixture_spec import MixtureSpec
 from mixtures.quality_spec import QualityField
@@ -26,7 +27,7 @@ DATA_ROOT_ENV = "MIXLAB_DATA_ROOT"
 MIXTURES_DIR = Path(__file__).resolve().parent
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A problem in a mixture spec, with the file and key it concerns."""
 
 

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from filters.errors import UserError
+
 VERSION = 1
 
 
-class StreamsError(ValueError):
+class StreamsError(UserError):
     """A problem in a run's streams.yaml, naming the file and key."""
 
 

@@ -91,5 +91,3 @@ def token_byte_lengths(tokenizer_path: Path) -> np.ndarray:
             lengths[idx] = len(piece.replace("\u2581", " ").removeprefix("##").encode("utf-8"))
     return lengths
 
-
-MixtureStreams = StreamsManifest  # TODO(house): train.py annotations move to StreamsManifest after the faults branch

@@ -3,7 +3,8 @@
 Layout of ``OUT`` (default ``RUN_DIR/proxy/<size>/``): ``config.json``, ``metrics.jsonl`` (one row per step),
 ``events.jsonl`` (checkpoints, resumes, spikes), ``checkpoints/step-NNNNNN.pt`` (model, optimizer, scheduler,
 RNG, dataloader and guard state), and at the end ``metrics.parquet`` and ``summary.parquet``.
-Run under ``torchrun`` for DDP (gloo on CPU, NCCL on CUDA); rank 0 writes every file.
+Run under ``torchrun`` for DDP (gloo on CPU, NCCL on CUDA); rank 0 writes every file. Mistakes in the request
+(options, run directory, output directory) raise :class:`ProxyUsageError` before anything is written.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from filters.errors import UserError
+from mixtures.streams_manifest import StreamsError, StreamsManifest
 from proxy_train import data
-from proxy_train.attention import choose_backend
+from proxy_train.attention import BACKENDS, choose_backend
 from proxy_train.model import MPT, config_for
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,26 @@ SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "125m": {"lr": 6e-4, "global_batch": 256, "tokens": 2_500_000_000},
     "350m": {"lr": 3e-4, "global_batch": 256, "tokens": 7_000_000_000},
 }
+
+# Fields of TrainConfig that a resumed run may change (how it runs, not what it computes or where it goes).
+RESUMABLE_CHANGES = frozenset({"device", "compile", "attn_backend", "keep_checkpoints", "max_rollbacks"})
+# TrainConfig fields that `mixlab proxy train` sets, by flag (the others are named as TrainConfig.<field>).
+CLI_FLAGS = {"size": "--config", "tokens": "--tokens", "global_batch": "--global-batch",
+             "micro_batch": "--micro-batch", "lr": "--lr", "seed": "--seed", "data_seed": "--data-seed",
+             "batching": "--batching", "checkpoint_every": "--checkpoint-every", "spike_factor": "--spike-factor",
+             "attn_backend": "--attn-backend", "compile": "--compile", "device": "--device"}
+
+
+class ProxyUsageError(UserError):
+    """A mistake in how a proxy run was asked for: an option's value, the run directory, the output directory.
+
+    The message is one line that says what to do; ``mixlab proxy train`` prints it as ``error: ...`` and exits
+    with status 2. :func:`train` raises it before it writes anything.
+    """
+
+
+def _option(name: str) -> str:
+    return CLI_FLAGS.get(name, f"TrainConfig.{name}")
 
 
 @dataclass(frozen=True)
@@ -65,16 +88,69 @@ class TrainConfig:
     compile: bool | None = None  # torch.compile the model (default: on CUDA)
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        _validate(self)
+
     def resolved(self) -> TrainConfig:
         """A copy with the size's defaults filled in."""
-        if self.size not in SIZE_DEFAULTS:
-            raise ValueError(f"unknown proxy size {self.size!r}; choose one of {', '.join(SIZE_DEFAULTS)}")
         defaults = SIZE_DEFAULTS[self.size]
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def to_dict(self) -> dict:
         """Plain dict for config.json and checkpoints."""
         return asdict(self)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    """Raise ProxyUsageError naming the first field whose value cannot work (``None`` means the size's default)."""
+
+    def fail(name: str, rule: str) -> NoReturn:
+        raise ProxyUsageError(f"{_option(name)} must be {rule}, got {getattr(cfg, name)!r}")
+
+    def number(name: str, integer: bool) -> Any:
+        value = getattr(cfg, name)
+        if value is None and name in ("tokens", "global_batch", "micro_batch", "lr"):
+            return None
+        if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+            fail(name, "an integer" if integer else "a number")
+        return value
+
+    if cfg.size not in SIZE_DEFAULTS:
+        fail("size", f"one of {', '.join(SIZE_DEFAULTS)}")
+    for name in ("tokens", "global_batch", "micro_batch", "checkpoint_every", "keep_checkpoints"):
+        value = number(name, integer=True)
+        if value is not None and value < 1:
+            fail(name, ">= 1")
+    for name in ("seed", "data_seed", "spike_warmup", "max_rollbacks"):
+        if number(name, integer=True) < 0:
+            fail(name, ">= 0")
+    for name in ("lr", "grad_clip"):
+        value = number(name, integer=False)
+        if value is not None and not value > 0:  # `not >` also catches NaN
+            fail(name, "> 0")
+    # <= 1 flags every loss above its running average: on a noisy curve the run rolls back until it gives up
+    if not number("spike_factor", integer=False) > 1:
+        fail("spike_factor", "> 1 (a loss above spike_factor x its running average is a spike)")
+    for name in ("warmup_fraction", "min_lr_ratio"):
+        if not 0 <= number(name, integer=False) <= 1:
+            fail(name, "between 0 and 1")
+    if not number("weight_decay", integer=False) >= 0:
+        fail("weight_decay", ">= 0")
+    betas = cfg.betas
+    if (not isinstance(betas, tuple | list) or len(betas) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        fail("betas", "two numbers in [0, 1)")
+    if cfg.batching not in ("random", "stratified"):
+        fail("batching", "random or stratified")
+    if cfg.attn_backend not in ("auto", *BACKENDS):
+        fail("attn_backend", f"auto or one of {', '.join(BACKENDS)}")
+    if cfg.compile is not None and not isinstance(cfg.compile, bool):
+        fail("compile", "true, false or None")
+    if cfg.device != "auto":
+        try:
+            torch.device(cfg.device)
+        except (RuntimeError, TypeError):
+            fail("device", "auto, cpu, cuda or cuda:N")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -157,10 +233,31 @@ def _append_jsonl(path: Path, row: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON Lines file (empty if missing)."""
+    """Rows of a JSON Lines file (empty if missing).
+
+    A last line that is not JSON is left out: it is what a kill during an append leaves. A bad line before the
+    last one is an error.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    rows = []
+    for number, line in numbered:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number != numbered[-1][0]:
+                raise ValueError(f"{path}:{number}: not a JSON row ({err.msg})") from err
+            log.warning("%s:%d: left out a torn last line (%d characters)", path, number, len(line))
+    return rows
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Replace ``path`` with ``rows`` atomically (a kill leaves the old file or the new one)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def checkpoint_path(out: Path, step: int) -> Path:
@@ -172,6 +269,32 @@ def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint in ``out`` (or ``None``)."""
     found = sorted((out / "checkpoints").glob("step-*.pt"))
     return found[-1] if found else None
+
+
+def all_finite(tensors: Iterable[Any]) -> bool:
+    """Whether every floating-point tensor among ``tensors`` is finite (one host sync per device)."""
+    flags: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            flags.setdefault(t.device, []).append(torch.isfinite(t).all())
+    return all(bool(torch.stack(group).all()) for group in flags.values())
+
+
+def _state_tensors(model: dict, optimizer: dict) -> Iterator[Any]:
+    """The tensors of a model state dict and an optimizer's ``state`` (param index -> {name: tensor})."""
+    yield from model.values()
+    for per_param in optimizer.values():
+        yield from per_param.values()
+
+
+def finite_checkpoint(out: Path) -> tuple[Path, dict] | tuple[None, None]:
+    """The newest checkpoint whose model and optimizer state are finite, loaded on the CPU (or ``None, None``)."""
+    for path in sorted((out / "checkpoints").glob("step-*.pt"), reverse=True):
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if all_finite(_state_tensors(state["model"], state["optimizer"]["state"])):
+            return path, state
+        log.warning("%s holds non-finite weights or optimizer state: passed over", path)
+    return None, None
 
 
 def _rng_state() -> dict:
@@ -198,7 +321,7 @@ class Trainer:
     """State of one proxy run; :func:`train` builds and drives it."""
 
     cfg: TrainConfig
-    mix: data.MixtureStreams
+    mix: StreamsManifest
     out: Path
     world: World
     device: torch.device
@@ -226,8 +349,23 @@ class Trainer:
         """Micro-batches per optimizer step on this rank."""
         return self.cfg.global_batch // (self.micro_batch * self.world.size)
 
-    def save(self) -> Path:
-        """Write a checkpoint of the current step (rank 0), keep the newest few, sync ranks."""
+    def state_is_finite(self) -> bool:
+        """Whether the weights, buffers and optimizer state are all finite (the same answer on every rank)."""
+        finite = all_finite(_state_tensors(self.model.state_dict(), self.optimizer.state))
+        if self.world.size > 1:
+            flag = torch.tensor(0.0 if finite else 1.0, device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            finite = not flag.item()
+        return finite
+
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0), keep the newest few, sync ranks.
+
+        A non-finite state is never saved (a rollback would return to it): then nothing is written and the
+        result is ``None``.
+        """
+        if not self.state_is_finite():
+            return None
         path = checkpoint_path(self.out, self.step)
         if self.world.main:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,9 +385,9 @@ class Trainer:
             dist.barrier()
         return path
 
-    def restore(self, path: Path, with_loader: bool) -> None:
-        """Load model, optimizer, scheduler, guard and RNG state (and the dataloader position if asked)."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def restore(self, state: dict, with_loader: bool) -> None:
+        """Load model, optimizer, scheduler, guard and RNG state from a loaded checkpoint (and the dataloader
+        position if asked)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -289,23 +427,27 @@ class Trainer:
     def _loss(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.module(tokens[:, :-1], tokens[:, 1:])
 
-    def rollback(self, loss: float) -> None:
-        """Return to the last checkpoint after a spike; the loader keeps its place, so the batches since are skipped."""
+    def rollback(self, bad_step: int, loss: float, cause: str) -> None:
+        """Return to the newest finite checkpoint after a spike at ``bad_step`` (a loss spike, or a non-finite state
+        after that step); the loader keeps its place, so the batches since that checkpoint are skipped."""
         self.rollbacks += 1
-        path = latest_checkpoint(self.out)
-        if self.rollbacks > self.cfg.max_rollbacks or path is None:
-            raise RuntimeError(f"loss spike at step {self.step + 1} (loss {loss}); {self.rollbacks - 1} rollbacks "
-                               f"already (max_rollbacks={self.cfg.max_rollbacks}): giving up")
-        spiked_at = self.step + 1
+        what = f"loss spike at step {bad_step} (loss {loss})" if cause == "loss" else \
+            f"non-finite weights or optimizer state after step {bad_step}"
+        if self.rollbacks > self.cfg.max_rollbacks:
+            raise RuntimeError(f"{what}; {self.rollbacks - 1} rollbacks already (max_rollbacks="
+                               f"{self.cfg.max_rollbacks}): giving up")
+        path, state = finite_checkpoint(self.out)
+        if path is None or state is None:
+            raise RuntimeError(f"{what}; no checkpoint in {self.out / 'checkpoints'} is finite: giving up")
         self.optimizer.zero_grad(set_to_none=True)
-        self.restore(path, with_loader=False)
+        self.restore(state, with_loader=False)
         if self.world.main:
             _truncate_metrics(self.out, self.step)
-        event = {"event": "spike", "step": spiked_at, "loss": loss if math.isfinite(loss) else str(loss),
-                 "average": self.guard.average, "rolled_back_to": self.step,
-                 "skipped_batches": spiked_at - self.step, "rollbacks": self.rollbacks}
-        log.warning("loss spike at step %d (loss %s, running average %s): rolled back to step %d, skipping %d "
-                    "batches", spiked_at, loss, self.guard.average, self.step, spiked_at - self.step)
+        event = {"event": "spike", "cause": cause, "step": bad_step,
+                 "loss": loss if math.isfinite(loss) else str(loss), "average": self.guard.average,
+                 "rolled_back_to": self.step, "skipped_batches": bad_step - self.step, "rollbacks": self.rollbacks}
+        log.warning("%s, running average %s: rolled back to step %d (%s), skipping %d batches", what,
+                    self.guard.average, self.step, path.name, bad_step - self.step)
         if self.world.main:
             _append_jsonl(self.out / "events.jsonl", event)
 
@@ -321,7 +463,7 @@ class Trainer:
             start = time.perf_counter()
             loss = self.forward_backward(batches)
             if self.guard.is_spike(loss):
-                self.rollback(loss)
+                self.rollback(self.step + 1, loss, cause="loss")
                 bar.n = self.step
                 continue
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -344,56 +486,97 @@ class Trainer:
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
                 log.info("step %d/%d: loss %.4f, %.0f tokens/s", self.step, self.total_steps, loss,
                          row["tokens_per_s"])
-                self.save()
+                if self.save() is None:  # this step left the weights or optimizer state non-finite
+                    self.rollback(self.step, loss, cause="non-finite state")
+                    bar.n = self.step
         bar.close()
 
 
-def _check_config(out: Path, cfg: TrainConfig) -> None:
-    saved = json.loads((out / "config.json").read_text())
+@dataclass(frozen=True)
+class Plan:
+    """What a run needs to know before anything is built or written: data, device and number of steps."""
+
+    mix: StreamsManifest
+    device: torch.device
+    attn_backend: str
+    total_steps: int
+
+
+def plan_run(run_dir: Path, cfg: TrainConfig, world: World) -> Plan:
+    """Check ``cfg`` against the run directory, the ranks and the machine; raises ProxyUsageError."""
+    try:
+        mix = data.load_streams(run_dir)
+    except StreamsError as err:
+        raise ProxyUsageError(str(err)) from err
+    device = pick_device(cfg.device, world)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ProxyUsageError(f"--device {cfg.device}: no CUDA device is available; use --device cpu or auto")
+    try:
+        backend = choose_backend(device, cfg.attn_backend)
+    except ValueError as err:
+        raise ProxyUsageError(f"--attn-backend {cfg.attn_backend}: {err}") from err
+    if cfg.global_batch % world.size or (cfg.micro_batch and cfg.global_batch % (cfg.micro_batch * world.size)):
+        raise ProxyUsageError(f"--global-batch {cfg.global_batch} is not a multiple of --micro-batch x ranks "
+                              f"({cfg.micro_batch or '?'} x {world.size}): change one of them")
+    total_steps = cfg.tokens // (cfg.global_batch * mix.max_seq_len)
+    if total_steps < 1:
+        raise ProxyUsageError(f"--tokens {cfg.tokens} is less than one global batch ({cfg.global_batch} x "
+                              f"{mix.max_seq_len} tokens): raise --tokens or lower --global-batch")
+    return Plan(mix=mix, device=device, attn_backend=backend, total_steps=total_steps)
+
+
+def _config_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    """``field old -> new`` for each field that matters and differs between a checkpoint's config and ``cfg``."""
     new = json.loads(json.dumps(cfg.to_dict()))
-    differ = sorted(k for k in new if saved.get(k) != new[k] and k not in ("device",))
-    if differ:
-        raise ValueError(f"{out / 'config.json'}: --resume with a different config ({', '.join(differ)}); "
-                         f"use the same settings or a new output directory")
+    saved = json.loads(json.dumps(saved))
+    return [f"{k} {saved.get(k)!r} -> {new[k]!r}" for k in sorted(new)
+            if k not in RESUMABLE_CHANGES and saved.get(k) != new[k]]
 
 
-def _prepare_output(out: Path, cfg: TrainConfig, resume: bool, world: World) -> Path | None:
-    """Create ``out`` (rank 0); returns the checkpoint to resume from, if any."""
-    latest = latest_checkpoint(out)
-    if latest is not None and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints (latest {latest.name}); pass --resume to continue "
-                              f"it or choose another output directory")
-    if latest is not None:
-        _check_config(out, cfg)
+def check_output(out: Path, cfg: TrainConfig, resume: bool) -> tuple[Path, dict] | None:
+    """Check ``out`` for this run (nothing is written); returns the checkpoint to resume from (path, CPU state).
+
+    Raises ProxyUsageError when ``out`` holds checkpoints and ``resume`` is false, or when they were trained with
+    a config that differs from ``cfg`` in a field outside RESUMABLE_CHANGES.
+    """
+    if out.exists() and not out.is_dir():
+        raise ProxyUsageError(f"{out} is a file: pass --out DIR to write the proxy elsewhere")
+    if latest_checkpoint(out) is None:
+        return None
+    if not resume:
+        raise ProxyUsageError(f"{out} has checkpoints: pass --resume to continue or --out to start elsewhere")
+    path, state = finite_checkpoint(out)
+    if path is None or state is None:
+        raise ProxyUsageError(f"no checkpoint in {out / 'checkpoints'} is finite: pass --out to start elsewhere")
+    changes = _config_changes(state["train_config"], cfg)
+    if changes:
+        raise ProxyUsageError(f"{out} was trained with another config ({'; '.join(changes)}): resume with the same "
+                              f"settings or pass --out to start elsewhere")
+    return path, state
+
+
+def _prepare_output(out: Path, cfg: TrainConfig, resuming: bool, world: World) -> None:
+    """Create ``out`` and write config.json (rank 0); a fresh run drops the logs of an earlier one."""
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
-        if latest is None:
+        if not resuming:
             for name in ("metrics.jsonl", "events.jsonl"):
                 (out / name).unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    return latest
 
 
 def _truncate_metrics(out: Path, step: int) -> None:
-    """Drop metric rows after ``step`` (logged by a run that died before its next checkpoint)."""
-    rows = [r for r in read_jsonl(out / "metrics.jsonl") if r["step"] <= step]
-    (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    """Drop metric rows after ``step`` (logged by a run that died before its next checkpoint) and a torn line."""
+    _write_jsonl(out / "metrics.jsonl", [r for r in read_jsonl(out / "metrics.jsonl") if r["step"] <= step])
 
 
 def build_trainer(run_dir: Path, cfg: TrainConfig, out: Path, world: World,
-                  callbacks: Sequence[Callable[[int, dict], None]] = ()) -> Trainer:
+                  callbacks: Sequence[Callable[[int, dict], None]] = (), plan: Plan | None = None) -> Trainer:
     """Model, optimizer, schedule and data for a run (nothing trained yet)."""
-    mix = data.load_streams(run_dir)
-    device = pick_device(cfg.device, world)
-    if cfg.global_batch % world.size or (cfg.micro_batch and cfg.global_batch % (cfg.micro_batch * world.size)):
-        raise ValueError(f"global_batch {cfg.global_batch} is not a multiple of micro_batch x ranks "
-                         f"({cfg.micro_batch or '?'} x {world.size})")
-    total_steps = cfg.tokens // (cfg.global_batch * mix.max_seq_len)
-    if total_steps < 1:
-        raise ValueError(f"token budget {cfg.tokens} is less than one global batch "
-                         f"({cfg.global_batch} x {mix.max_seq_len} tokens)")
+    plan = plan or plan_run(run_dir, cfg, world)
+    mix, device, total_steps = plan.mix, plan.device, plan.total_steps
     torch.manual_seed(cfg.seed)
-    model_cfg = config_for(cfg.size, mix.vocab_size, mix.max_seq_len, choose_backend(device, cfg.attn_backend))
+    model_cfg = config_for(cfg.size, mix.vocab_size, mix.max_seq_len, plan.attn_backend)
     model = MPT(model_cfg).to(device)
     ddp = None
     if world.size > 1:
@@ -417,25 +600,34 @@ def build_trainer(run_dir: Path, cfg: TrainConfig, out: Path, world: World,
 
 def train(run_dir: str | Path, cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
           callbacks: Sequence[Callable[[int, dict], None]] = ()) -> Path:
-    """Train a proxy on ``run_dir``'s streams; returns the output directory (see the module docstring)."""
+    """Train a proxy on ``run_dir``'s streams; returns the output directory (see the module docstring).
+
+    Mistakes in the request (run directory, options, output directory) raise ProxyUsageError before anything
+    is written.
+    """
     cfg = cfg.resolved()
     run_dir = Path(run_dir).resolve()
     out = Path(out) if out is not None else run_dir / "proxy" / cfg.size
     world = init_world("cuda" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    latest = _prepare_output(out, cfg, resume, world)
+    plan = plan_run(run_dir, cfg, world)
+    resume_from = check_output(out, cfg, resume)
+    _prepare_output(out, cfg, resume_from is not None, world)  # the first write
     data.clean_shared_memory()  # collective under DDP: every rank calls it
-    trainer = build_trainer(run_dir, cfg, out, world, callbacks)
+    trainer = build_trainer(run_dir, cfg, out, world, callbacks, plan=plan)
     log.info("proxy %s: %d params, %d steps x %d sequences x %d tokens, backend %s, %d rank(s) on %s",
              cfg.size, trainer.model.num_params(), trainer.total_steps, cfg.global_batch, trainer.mix.max_seq_len,
              trainer.model.cfg.attn_backend, world.size, trainer.device)
-    if latest is not None:
-        trainer.restore(latest, with_loader=True)
+    if resume_from is not None:
+        path, state = resume_from
+        trainer.restore(state, with_loader=True)
+        del state, resume_from
         if world.main:
-            _truncate_metrics(out, trainer.step)
-            _append_jsonl(out / "events.jsonl", {"event": "resume", "step": trainer.step, "path": str(latest)})
-        log.info("resumed from %s (step %d)", latest, trainer.step)
-    else:
-        trainer.save()  # step 0: the spike guard always has a checkpoint to return to
+            _truncate_metrics(out, trainer.step)  # rows after the checkpoint, and a torn last line
+            _write_jsonl(out / "events.jsonl", read_jsonl(out / "events.jsonl"))  # without a torn last line
+            _append_jsonl(out / "events.jsonl", {"event": "resume", "step": trainer.step, "path": str(path)})
+        log.info("resumed from %s (step %d)", path, trainer.step)
+    elif trainer.save() is None:  # step 0: the spike guard always has a checkpoint to return to
+        raise RuntimeError(f"the initial weights of the {cfg.size} proxy are not finite")
     trainer.run()
     if world.main:
         write_summary(trainer)

@@ -14,7 +14,15 @@ import torch
 
 from mixtures.streams_manifest import StreamsError
 from proxy_train.data import load_streams
-from proxy_train.train import SpikeGuard, TrainConfig, latest_checkpoint, lr_factor, read_jsonl, train
+from proxy_train.train import (
+    ProxyUsageError,
+    SpikeGuard,
+    TrainConfig,
+    latest_checkpoint,
+    lr_factor,
+    read_jsonl,
+    train,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +73,7 @@ def test_training_lowers_the_loss_and_writes_metrics(tiny_mixture: Path, tmp_pat
     assert summary["steps"] == 30 and summary["tokens"] == 30 * 8 * 64 and summary["spikes"] == 0
     assert pq.read_table(out / "metrics.parquet").num_rows == 30
     assert latest_checkpoint(out).name == "step-000030.pt"
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(ProxyUsageError, match="--resume"):
         train(tiny_mixture, SHORT, out=out)
 
 
