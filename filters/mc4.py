@@ -16,8 +16,10 @@ from filters.base import KEEP, Document, Verdict, drop
 
 # A page needs at least this many lines ("paragraphs") ...
 MIN_PARAGRAPHS = 3
-# ... and its ``MIN_PARAGRAPHS`` longest lines must each have at least this many characters.
+# ... and its ``LONG_PARAGRAPHS`` longest lines must each have at least this many characters. TFDS hard-codes
+# the 3 (``heapq.nlargest(3, ...)``) whatever ``min_paragraphs`` is; see docs/c4.md.
 MIN_PARAGRAPH_LEN = 200
+LONG_PARAGRAPHS = 3
 # cld3 must be this sure, else the page is labelled "und" (and kept).
 CLD3_MIN_PROBABILITY = 0.95
 # cld3 reads at most this many UTF-8 bytes and calls shorter pages unreliable ("und").
@@ -39,21 +41,28 @@ MC4_LANGUAGES = (
 
 @dataclass(slots=True)
 class ParagraphFilter:
-    """TFDS ``paragraph_filter``: >= ``min_paragraphs`` lines, that many of them >= ``min_paragraph_len``."""
+    """TFDS ``paragraph_filter``: >= ``min_paragraphs`` lines, the 3 longest each >= ``min_paragraph_len``.
+
+    ``long_paragraphs`` (not in TFDS, default its fixed 3) is how many of the longest lines must reach
+    ``min_paragraph_len``; set it to ``min_paragraphs`` for "that many lines, all long".
+    """
 
     min_paragraphs: int = MIN_PARAGRAPHS
     min_paragraph_len: int = MIN_PARAGRAPH_LEN
+    long_paragraphs: int = LONG_PARAGRAPHS
     name: str = field(default="mc4_paragraph", init=False)
 
     def __post_init__(self) -> None:
         if self.min_paragraphs < 1:
             raise ValueError(f"mc4_paragraph: min_paragraphs must be >= 1, got {self.min_paragraphs}")
+        if self.long_paragraphs < 1:
+            raise ValueError(f"mc4_paragraph: long_paragraphs must be >= 1, got {self.long_paragraphs}")
 
     def __call__(self, doc: Document) -> Verdict:
         lengths = [len(line) for line in doc.text.split("\n")]
         if len(lengths) < self.min_paragraphs:
             return drop("mc4.too_few_paragraphs")
-        if min(heapq.nlargest(self.min_paragraphs, lengths)) < self.min_paragraph_len:
+        if min(heapq.nlargest(self.long_paragraphs, lengths)) < self.min_paragraph_len:
             return drop("mc4.short_paragraphs")
         return KEEP
 

@@ -168,6 +168,49 @@ def test_paragraph_filter() -> None:
     assert ParagraphFilter(min_paragraphs=2, min_paragraph_len=5)(doc(page("hello", "world"))).keep
 
 
+def _tfds_paragraph_filter():
+    """TFDS's own ``paragraph_filter`` (it needs no TensorFlow: only Beam, for its counters)."""
+    pytest.importorskip("tensorflow_datasets", reason="needs tensorflow-datasets (pip install -e '.[dev]')")
+    from tensorflow_datasets.text import c4_utils
+
+    return lambda text, **kw: c4_utils.paragraph_filter(
+        c4_utils.PageFeatures(url="http://x.org/", normalized_url="x.org", text=text), **kw)
+
+
+PARAGRAPH_PAGES = [
+    page("w" * 200, "w" * 200, "w" * 200, "s"),
+    page("w" * 200, "w" * 200, "w" * 199, "x"),
+    page("w" * 200, "w" * 200),
+    page("w" * 200),
+    page("w" * 200, "w" * 200, "w" * 200, "a", "b"),  # 5 lines, only 3 long
+    page("w" * 200, "w" * 200, "w" * 200, "w" * 200, "w" * 200),
+    page("w" * 300, "w" * 250, "w" * 200, "w" * 10, "", "w" * 199),
+    page("w" * 5, "w" * 5),
+    "",
+]
+
+
+@pytest.mark.parametrize("min_paragraphs", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("min_paragraph_len", [5, 200])
+def test_paragraph_filter_matches_tfds_for_any_min_paragraphs(min_paragraphs: int, min_paragraph_len: int) -> None:
+    # TFDS: len(lines) < min_paragraphs or min(heapq.nlargest(3, lengths)) < min_paragraph_len -- always 3.
+    tfds = _tfds_paragraph_filter()
+    ours = ParagraphFilter(min_paragraphs=min_paragraphs, min_paragraph_len=min_paragraph_len)
+    for text in PARAGRAPH_PAGES:
+        expected = tfds(text, min_paragraphs=min_paragraphs, min_paragraph_len=min_paragraph_len)
+        assert ours(doc(text)).keep == expected, (min_paragraphs, min_paragraph_len, text[:40])
+
+
+def test_paragraph_filter_long_paragraphs_is_an_explicit_option() -> None:
+    five = page("w" * 200, "w" * 200, "w" * 200, "a", "b")
+    assert ParagraphFilter(min_paragraphs=5)(doc(five)).keep  # TFDS: 5 lines, the 3 longest >= 200
+    strict = ParagraphFilter(min_paragraphs=5, long_paragraphs=5)  # every one of 5 lines >= 200
+    assert strict(doc(five)).reason == "mc4.short_paragraphs"
+    assert ParagraphFilter(long_paragraphs=1)(doc(page("w" * 200, "a", "b"))).keep
+    with pytest.raises(ValueError, match="long_paragraphs"):
+        ParagraphFilter(long_paragraphs=0)
+
+
 def test_cld3_langid_tags_unknown_and_filters_languages() -> None:
     german = ("Der Ausschuss wird sich nächste Woche erneut treffen, um den Haushalt für das neue Schuljahr "
               "zu besprechen. Alle Mitglieder sind eingeladen.")
