@@ -37,6 +37,7 @@ from pipelines.stages import (
     sum_pairs,
     write_json_lines,
 )
+from pipelines.unique_ids import UniqueIds
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ def build_pipeline(p: beam.Pipeline, job: CleanJob) -> None:
             | f"{name}/Read" >> beam.ParDo(ReadRecords(opts, src.reader, src.limit))
         )
         read = split_tagged(records, (KEPT, QUARANTINE), f"{name}/Split")
-        docs = read[KEPT] | f"{name}/Reshuffle" >> beam.Reshuffle()
+        unique = read[KEPT] | f"{name}/UniqueIds" >> UniqueIds()  # a full shuffle by id, so no Reshuffle
+        docs = unique[KEPT]
+        quarantined.append(unique[QUARANTINE])
         events.append(docs | f"{name}/CountInput" >> beam.Map(lambda d: ((d.source, "input"), (1, len(d.text)))))
         quarantined.append(read[QUARANTINE])
         kept.append(_apply_steps(docs, job.steps[name], 0, name, removed, edits))

@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 
 from filters.base import Document, run_chain
 from filters.registry import build_filter
-from pipelines.readers import Quarantined, ReaderOptions, read_source
+from pipelines.readers import Quarantined, ReaderOptions, read_located
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def sum_pairs(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 
 class ReadRecords(beam.DoFn):
-    """Read one path; emit ``("kept", Document)`` and ``("quarantine", Quarantined)`` pairs."""
+    """Read one path; emit ``("kept", (location, Document))`` and ``("quarantine", Quarantined)`` pairs."""
 
     def __init__(self, opts: ReaderOptions, reader: str | None, limit: int | None) -> None:
         self.opts, self.reader, self.limit = opts, reader, limit
@@ -64,7 +64,7 @@ class ReadRecords(beam.DoFn):
     def process(self, path: str) -> Iterator[Any]:
         counter = Metrics.counter(f"mixlab.{self.opts.source}", "read")
         started, n = time.monotonic(), 0
-        for record in read_source(path, self.opts, self.reader):
+        for location, record in read_located(path, self.opts, self.reader):
             if isinstance(record, Quarantined):
                 Metrics.counter(f"mixlab.{self.opts.source}", f"quarantined:{record.reason}").inc()
                 yield QUARANTINE, record
@@ -74,7 +74,7 @@ class ReadRecords(beam.DoFn):
             if n % 20_000 == 0:
                 log.info("%s: read %d documents from %s (%.0f docs/s)", self.opts.source, n, path,
                          n / max(time.monotonic() - started, 1e-9))
-            yield KEPT, record
+            yield KEPT, (location, record)
             if self.limit is not None and n >= self.limit:
                 log.info("%s: stopped at limit=%d in %s", self.opts.source, self.limit, path)
                 return

@@ -122,3 +122,17 @@ def test_default_runner_never_tries_to_download_prism(tmp_path: Path, monkeypatc
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     layout = jobs.clean(load_spec(_spec(tmp_path)))
     assert layout.stats.exists()
+
+
+def test_duplicate_ids_are_quarantined_once_each_and_counted(tmp_path: Path) -> None:
+    path = _spec(tmp_path)
+    extra = tmp_path / "data" / "zz_more.jsonl"  # wiki reads *.jsonl: the same ids again, in a second file
+    extra.write_text("\n".join(json.dumps({**x, "id": f"w{x['id']}", "text": "another copy"}) for x in LINES[:3]))
+    layout = jobs.clean(load_spec(path))
+    wiki = json.loads(layout.stats.read_text())["sources"]["wiki"]
+    assert wiki["input"]["docs"] == 10 and wiki["quarantined"]["by_reason"]["duplicate_id"] == 3
+    kept = kept_documents(layout, "wiki")
+    assert len({d.id for d in kept}) == len(kept) == 10
+    assert all(d.text != "another copy" for d in kept)  # the copy read first (file order, then line) survives
+    rows = pq.read_table(layout.quarantine / "wiki").to_pylist()
+    assert sorted(Path(r["id"]).name for r in rows) == [f"zz_more.jsonl:{i}" for i in (1, 2, 3)]
