@@ -144,14 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def configure_logging(verbose: bool) -> None:
+    """Mixlab's own lines at INFO; Beam, Dask and matplotlib at WARNING minus known chatter, unless ``-v``."""
+    from pipelines.beam_worker import VERBOSE_ENV, DropNoise  # no Beam import: only the filter
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if not args.verbose:  # Beam relays every worker's INFO lines; keep Mixlab's own progress readable
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # Beam workers started by this process read it
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(DropNoise())
+    if not verbose:  # Beam relays every worker's INFO lines; keep Mixlab's own progress readable
         for noisy in ("apache_beam", "distributed", "matplotlib"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     from filters.errors import UserError
 
     try:

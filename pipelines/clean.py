@@ -10,18 +10,23 @@ model, eval index) by the orchestrator (``mixlab.jobs``); this module only build
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.transforms import environments
 
 from filters import registry
 from mixtures import schema
 from mixtures.chains import GLOBAL_STAGE_BASE, StepList
 from mixtures.layout import RunLayout
 from mixtures.spec import Spec
+from pipelines.beam_worker import VERBOSE_ENV
 from pipelines.readers import Quarantined, ReaderOptions
 from pipelines.stages import (
     EDITS,
@@ -163,17 +168,30 @@ def pipeline_options(spec: Spec, runner: str | None = None, extra: list[str] | N
     bury Mixlab's own progress lines).
     """
     pipe = spec.pipeline
+    worker_level = "INFO" if os.environ.get(VERBOSE_ENV) == "1" else "WARNING"
     return PipelineOptions(
-        flags=["--default_sdk_harness_log_level=WARNING", *pipe.options, *(extra or [])],
+        # the spec's settings first, so that its `options` and the command line's flags override them
+        flags=[f"--default_sdk_harness_log_level={worker_level}", f"--direct_num_workers={pipe.direct_num_workers}",
+               f"--direct_running_mode={pipe.direct_running_mode}", *pipe.options, *(extra or [])],
         runner=RUNNER_ALIASES.get(runner or pipe.runner, runner or pipe.runner),
-        direct_num_workers=pipe.direct_num_workers,
-        direct_running_mode=pipe.direct_running_mode,
     )
+
+
+def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """A pipeline on the chosen runner; local multi-process runs start quiet workers (``pipelines.beam_worker``)."""
+    direct = options.view_as(DirectOptions)
+    runner = options.view_as(StandardOptions).runner
+    if runner in (None, "FnApiRunner", "DirectRunner") and direct.direct_running_mode == "multi_processing":
+        command = f"{sys.executable} -m pipelines.beam_worker"
+        environment = environments.SubprocessSDKEnvironment.from_command_string(command_string=command)
+        direct.direct_running_mode = "in_memory"  # the environment already runs each of the workers in a process
+        return beam.Pipeline(runner=FnApiRunner(default_environment=environment), options=options)
+    return beam.Pipeline(options=options)
 
 
 def run_pipeline(job: CleanJob, runner: str | None = None, extra: list[str] | None = None) -> float:
     """Run the job's pipeline to completion; return its wall time in seconds."""
     started = time.monotonic()
-    with beam.Pipeline(options=pipeline_options(job.spec, runner, extra)) as p:
+    with make_pipeline(pipeline_options(job.spec, runner, extra)) as p:
         build_pipeline(p, job)
     return time.monotonic() - started
