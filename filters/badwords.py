@@ -14,9 +14,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
 from filters.c4 import normalize_url
+from filters.params import check, params_model
 
 # The word-list files TFDS downloads (``c4.py _BADWORDS_LANGS``); variants merge on the part before "-".
 TFDS_LIST_NAMES = (
@@ -86,10 +90,13 @@ class BadWordsFilter:
     the first ``-`` as TFDS does; pages in a language without a list pass.
     """
 
-    langs: tuple[str, ...] | list[str] | str = ("en",)
-    fraction: float = 1.0
-    wordlist_dir: str | None = None
-    default_lang: str = "en"
+    langs: Annotated[tuple[str, ...] | list[str] | str, Field(
+        description="languages whose list applies; `all`: every TFDS language")] = ("en",)
+    fraction: Annotated[float, Field(ge=0, le=1, description=(
+        "share of matching pages dropped, chosen by URL hash as TFDS does (1: all; mC4: 0.999)"))] = 1.0
+    wordlist_dir: Annotated[str | None, Field(description=(
+        "LDNOOBW lists directory; default `$MIXLAB_SHARED/wordlists/ldnoobw`"))] = None
+    default_lang: Annotated[str, Field(description="language of a page without `meta.lang`")] = "en"
     name: str = field(default="c4_badwords", init=False)
     _regex: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, repr=False)
     _ratio: tuple[int, int] = field(default=(1, 1), init=False, repr=False)
@@ -116,6 +123,12 @@ class BadWordsFilter:
         return drop("c4.badwords")
 
 
+BadWordsParams = params_model(BadWordsFilter, "BadWordsParams")
+Mc4BadWordsParams = params_model(BadWordsFilter, "Mc4BadWordsParams",
+                                 defaults={"langs": "all", "fraction": MC4_FRACTION},
+                                 doc="The mC4 setting of the bad-words filter: every TFDS language, soft filtering.")
+
+
 def mc4_badwords(**params: object) -> BadWordsFilter:
-    """The mC4 setting: every TFDS language, soft filtering with fraction 0.999."""
-    return BadWordsFilter(**{"langs": "all", "fraction": MC4_FRACTION, **params})  # type: ignore[arg-type]
+    """The mC4 setting: every TFDS language, soft filtering with fraction 0.999 (:data:`Mc4BadWordsParams`)."""
+    return BadWordsFilter(**check(Mc4BadWordsParams, params, "mc4_badwords").model_dump())

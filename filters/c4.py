@@ -15,9 +15,12 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import StrictModel, params_model
 
 # A line keeps only if it has at least this many whitespace-separated words (paper: 3; code: 5).
 MIN_WORDS_PER_LINE = 5
@@ -46,6 +49,8 @@ MAX_PAGE_LENGTH = 190_000
 LANGDETECT_MIN_PROBABILITY = 0.99
 # The sentence splitter TFDS loads (NLTK >= 3.8.2 serves it from ``tokenizers/punkt_tab/english/``).
 PUNKT_RESOURCE = "nltk:tokenizers/punkt/english.pickle"
+# URL dedup keeps the page with the newest ``meta[DATE_KEY]`` (Common Crawl's WARC date).
+DATE_KEY = "warc_date"
 
 _URL_SCHEME = re.compile(r"https?:\/\/(www\.)?")
 _URL_TRACKING = re.compile(r"\?(utm_|ref|feed).*")
@@ -144,9 +149,12 @@ def _edits(rare: dict[str, int], no_endmark: int, too_short: int, citation: int)
 class C4Cleaner:
     """TFDS ``clean_page``: line rules in TFDS order, then >= ``min_num_sentences`` punkt sentences."""
 
-    min_words_per_line: int = MIN_WORDS_PER_LINE
-    min_num_sentences: int = MIN_NUM_SENTENCES
-    max_word_length: int = MAX_WORD_LENGTH
+    min_words_per_line: Annotated[int, Field(ge=0, description="a line with fewer whitespace words is removed "
+                                                               "(`c4.too_short`)")] = MIN_WORDS_PER_LINE
+    min_num_sentences: Annotated[int, Field(ge=0, description="a page whose kept lines hold fewer punkt sentences "
+                                                              "drops (`c4.too_few_sentences`)")] = MIN_NUM_SENTENCES
+    max_word_length: Annotated[int, Field(ge=1, description="a line with a longer whitespace token is removed "
+                                                            "(`c4.too_long_word`)")] = MAX_WORD_LENGTH
     name: str = field(default="c4_clean", init=False)
 
     def __call__(self, doc: Document) -> Verdict:
@@ -210,7 +218,7 @@ class C4Cleaner:
 class C4Length:
     """TFDS ``is_valid_length``: drop pages longer than ``max_length`` characters."""
 
-    max_length: int = MAX_PAGE_LENGTH
+    max_length: Annotated[int, Field(ge=0, description="longer pages drop (`c4.too_long_page`)")] = MAX_PAGE_LENGTH
     name: str = field(default="c4_length", init=False)
 
     def __call__(self, doc: Document) -> Verdict:
@@ -224,8 +232,9 @@ _langdetect_lock = threading.Lock()
 class C4EnglishLangdetect:
     """TFDS ``detect_english``: langdetect (seed 0) must say ``en`` with p >= ``min_probability``."""
 
-    min_probability: float = LANGDETECT_MIN_PROBABILITY
-    language: str = "en"
+    min_probability: Annotated[float, Field(ge=0, le=1, description=(
+        "langdetect's best guess needs at least this probability (`c4.low_confidence`)"))] = LANGDETECT_MIN_PROBABILITY
+    language: Annotated[str, Field(description="the language the best guess must be (`c4.ignored_language`)")] = "en"
     name: str = field(default="c4_langdetect", init=False)
 
     def __call__(self, doc: Document) -> Verdict:
@@ -247,3 +256,32 @@ class C4EnglishLangdetect:
         if best.lang != self.language:
             return drop("c4.ignored_language", **tags)
         return Verdict(True, tags=tags)
+
+
+C4LengthParams = params_model(C4Length, "C4LengthParams")
+C4CleanParams = params_model(C4Cleaner, "C4CleanParams")
+C4LangdetectParams = params_model(C4EnglishLangdetect, "C4LangdetectParams")
+
+
+# Parameters of the corpus stages in pipelines/c4_stages.py (Beam transforms; their models live here so a spec is
+# checked without importing Beam).
+
+class C4UrlDedupParams(StrictModel):
+    """TFDS URL dedup: one page per normalised URL, the newest by ``meta[date_key]``; pages without a URL pass."""
+
+    date_key: str = Field(DATE_KEY, description="meta field holding the page's date (ISO string); the newest "
+                                                "page wins, ties and undated pages by smallest id")
+
+
+class C4LineDedupParams(StrictModel):
+    """TFDS ``remove_duplicate_text``: each line survives only in the page with the smallest md5(url)."""
+
+    min_num_sentences: int = Field(MIN_NUM_SENTENCES, ge=0, description="a page left with fewer punkt sentences "
+                                                                       "drops (`c4.dedup_too_few_sentences`)")
+
+
+class Mc4LineDedupParams(C4LineDedupParams):
+    """mC4's line dedup: the same, without a sentence minimum."""
+
+    min_num_sentences: int = Field(0, ge=0, description="a page left with fewer punkt sentences drops "
+                                                        "(`c4.dedup_too_few_sentences`); 0: only empty pages drop")

@@ -31,12 +31,14 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import xxhash
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import internal, params_model
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,9 @@ NORMALISERS: dict[str, Callable[[str, bool], tuple[list[str], Spans]]] = {
     "folded_words": _folded_words,
     "gpt3": _gpt3_words,
 }
+Normaliser = Literal[tuple(NORMALISERS)]  # the names a spec may give (as Literal types, for validation and docs)
+Policy = Literal[POLICIES]
+ItemText = Literal[ITEM_TEXTS]
 
 
 def tokenize(text: str, normalise: str = "words", spans: bool = False) -> tuple[list[str], Spans]:
@@ -429,16 +434,39 @@ def index_config(tasks: str | Sequence[str] | None = None, n: int = DEFAULT_N, n
     return IndexConfig(tuple(str(p) for p in resolve_tasks(tasks)), n, normalise, item_text, max_items_per_ngram)
 
 
-def decontam(policy: str = "drop", tasks: str | Sequence[str] | None = None, n: int = DEFAULT_N,
-             normalise: str = "words", item_text: str = "gold", max_items_per_ngram: int | None = None,
-             index_path: str | None = None, cache_dir: str | None = None, margin_chars: int = DEFAULT_MARGIN,
-             max_pieces: int = DEFAULT_MAX_PIECES, min_ngrams: int = 1) -> Decontam:
+def decontam(
+    policy: Annotated[Policy, Field(description=(
+        "`drop` the document (`decontam.<task>`), `remove_span` (cut matched spans plus `margin_chars`), or `tag`"
+    ))] = "drop",
+    tasks: Annotated[str | Sequence[str] | None, Field(description=(
+        "eval files or globs (`{id, query, choices, gold}` JSON Lines); default every shipped eval set"))] = None,
+    n: Annotated[int, Field(ge=1, description="n-gram length in tokens (GPT-3: 13)")] = DEFAULT_N,
+    normalise: Annotated[Normaliser, Field(description=(
+        "tokenisation: `words` (lower-cased `\\w+` runs), `gpt3`, `folded_words` (case, accents, width folded)"
+    ))] = "words",
+    item_text: Annotated[ItemText, Field(description=(
+        "an item's text: query plus `gold` choice, or plus `all` choices"))] = "gold",
+    max_items_per_ngram: Annotated[int | None, Field(ge=1, description=(
+        "drop index n-grams shared by more items (template boilerplate)"))] = None,
+    index_path: Annotated[str | None, internal("the index file the run built (`prepare_decontam`)")] = None,
+    cache_dir: Annotated[str | None, Field(description=(
+        "where the index file is built and reused; default `runs/<mix>/decontam/`"))] = None,
+    margin_chars: Annotated[int, Field(ge=0, description=(
+        "`remove_span`: characters cut on each side of a match"))] = DEFAULT_MARGIN,
+    max_pieces: Annotated[int, Field(ge=1, description=(
+        "`remove_span`: a document cut into more pieces drops"))] = DEFAULT_MAX_PIECES,
+    min_ngrams: Annotated[int, Field(ge=1, description="shared n-grams an item needs before it counts")] = 1,
+) -> Decontam:
     """The ``decontam`` filter: index from ``index_path`` (if it exists), else ``cache_dir``, else built now."""
     check_policy(policy, margin_chars, max_pieces, min_ngrams)
     config = index_config(tasks, n, normalise, item_text, max_items_per_ngram)
     index = load_or_build(config, Path(index_path) if index_path else None,
                           Path(cache_dir) if cache_dir else None)
     return Decontam(index, policy, margin_chars, max_pieces, min_ngrams)
+
+
+DecontamParams = params_model(decontam, "DecontamParams",
+                              doc="Find eval-item n-grams in documents; drop, cut or tag (GPT-3's 13-gram rule).")
 
 
 def bind_run(params: dict[str, Any], run_dir: Path) -> dict[str, Any]:

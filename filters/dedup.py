@@ -9,6 +9,10 @@ signature is 4 bytes per permutation and bit-for-bit ``MinHash.update_batch``'s 
 random permutations, against 2% for ``affine64``.) A shingle's hash combines 64-bit token hashes (``xxh3_64`` of a
 word, or a mixed code point for character n-grams) with fixed odd multipliers, which lets the hashes of every
 n-gram of a document be computed with ``n`` vector operations.
+
+Settings: :class:`MinHashConfig` is the one MinHash config (the spec's ``dedup.minhash``, the ``minhash_dedup``
+stage with :class:`MinHashDedupParams`, and ``mixlab dedup``'s flags); :class:`MinHashParams` is the signature scheme
+one config resolves to (``config.scheme(norm)``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated, Literal
 
 import numpy as np
 import regex
 import xxhash
+from pydantic import Field, model_validator
+
+from filters.params import StrictModel, params_model
 
 MAX_HASH = np.uint32(0xFFFFFFFF)  # signature value of an empty shingle set (high bits of datasketch's sentinel)
 _NODE_MASK = (1 << 63) - 1  # node keys fit a signed 64-bit varint in Beam's coders
@@ -30,18 +38,23 @@ _MULTIPLIERS = np.random.RandomState(20240531).randint(
     0, 1 << 62, _MAX_NGRAM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _PUNCT = regex.compile(r"[\p{P}\p{S}]+")
 _DIGIT = regex.compile(r"\d")
+# datatrove's MinHash defaults: 14 bands x 8 rows (112 permutations) at threshold 0.72.
+DATATROVE_BANDS, DATATROVE_ROWS, DATATROVE_THRESHOLD = 14, 8, 0.72
+FAST_PATH_MAX_EDGES = 2_000_000  # up to this many candidate edges, components are found by one worker's union-find
+MAX_ITERATIONS = 20  # large-star/small-star rounds unrolled in the distributed components
 
 
 @dataclass(frozen=True, slots=True)
 class TextNorm:
     """Which differences exact and near dedup ignore (datatrove's ``TextNormConfig`` options)."""
 
-    lowercase: bool = True
-    whitespace: bool = True
-    punctuation: bool = False
-    digits: bool = False
-    unicode: bool = True  # NFKC: full-width forms, ligatures, compatibility characters fold together
-    diacritics: bool = False  # drop combining accents (café == cafe)
+    lowercase: Annotated[bool, Field(description="case-fold")] = True
+    whitespace: Annotated[bool, Field(description="collapse whitespace runs to one space")] = True
+    punctuation: Annotated[bool, Field(description="replace punctuation and symbols by spaces")] = False
+    digits: Annotated[bool, Field(description="map every digit to 0")] = False
+    unicode: Annotated[bool, Field(description=(
+        "NFKC: full-width forms, ligatures, compatibility characters fold together"))] = True
+    diacritics: Annotated[bool, Field(description="drop combining accents (café == cafe)")] = False
 
     def __call__(self, text: str) -> str:
         """Normalise ``text`` according to the options."""
@@ -133,15 +146,85 @@ def signature(shingles: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     return (sig >> np.uint64(32)).astype(np.uint32)
 
 
+# ---------------------------------------------------------------------------------------------- settings
+
+NormaliseParams = params_model(TextNorm, "NormaliseParams")
+
+
+class DedupParams(StrictModel):
+    """What exact and near dedup share: the normalisation, the comparison scope and the survivor's source."""
+
+    normalise: NormaliseParams = Field(default_factory=NormaliseParams, description=(
+        "which differences are ignored (keys: lowercase, whitespace, punctuation, digits, unicode, diacritics)"))
+    cross_source: bool = Field(True, description="false: documents are only compared within their own source")
+    source_priority: list[str] = Field(default_factory=list, description=(
+        "the survivor of a cluster comes from the first listed source (then the smallest stable hash)"))
+
+    def text_norm(self) -> TextNorm:
+        """The normaliser these settings describe."""
+        return TextNorm(**self.normalise.model_dump())
+
+
+class ExactDedupParams(DedupParams):
+    """Exact dedup: documents whose normalised text is equal (empty normalised text is left alone)."""
+
+
+class MinHashConfig(StrictModel):
+    """MinHash LSH settings; bands/rows: 14 x 8 at 0.72 (datatrove), else datasketch's optimal split of num_perm."""
+
+    threshold: float = Field(DATATROVE_THRESHOLD, gt=0.0, lt=1.0, description="Jaccard similarity of near-duplicates")
+    bands: int | None = Field(None, ge=1, description="LSH bands (with rows); default from threshold and num_perm")
+    rows: int | None = Field(None, ge=1, description="rows per band (with bands)")
+    num_perm: int = Field(DATATROVE_BANDS * DATATROVE_ROWS, ge=2, le=1024, description=(
+        "permutations when bands/rows are not given"))
+    ngram: int = Field(5, ge=1, le=64, description="word n-gram size")
+    unit: Literal["word", "char", "auto"] = Field("auto", description=(
+        "shingle unit; `auto`: characters for text with almost no spaces (CJK, Thai, ...) and for `char_sources`"))
+    char_ngram: int = Field(10, ge=1, le=64, description="character n-gram size")
+    char_sources: list[str] = Field(default_factory=list, description="sources shingled by characters (code)")
+    seed: int = Field(1, description="MinHash permutation seed")
+    verify: bool = Field(False, description=(
+        "a candidate pair must also have estimated Jaccard >= threshold (fewer false positives)"))
+    components: Literal["auto", "single", "distributed"] = Field("auto", description=(
+        "connected components: `single` (union-find), `distributed` (large-star/small-star), `auto` by edge count"))
+    fast_path_max_edges: int = Field(FAST_PATH_MAX_EDGES, ge=0, description="`auto`: union-find up to this many edges")
+    max_iterations: int = Field(MAX_ITERATIONS, ge=1, le=200, description="large-star/small-star rounds")
+
+    @model_validator(mode="after")
+    def _bands_rows(self) -> MinHashConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("give both bands and rows, or neither (then the threshold picks them)")
+        return self
+
+    def lsh(self) -> tuple[int, int]:
+        """(bands, rows): as given; 14 x 8 for the defaults (datatrove); else datasketch's optimal split."""
+        datatrove = (self.threshold, self.num_perm) == (DATATROVE_THRESHOLD, DATATROVE_BANDS * DATATROVE_ROWS)
+        if self.bands is None and datatrove:
+            return DATATROVE_BANDS, DATATROVE_ROWS
+        return lsh_params(self.threshold, self.num_perm, self.bands, self.rows)
+
+    def scheme(self, norm: TextNorm) -> MinHashParams:
+        """The word-shingle signature scheme of this config (``unit`` is chosen per document by the stage)."""
+        bands, rows = self.lsh()
+        return MinHashParams(ngram=self.ngram, unit="word", bands=bands, rows=rows, seed=self.seed, norm=norm)
+
+
+class MinHashDedupParams(DedupParams, MinHashConfig):
+    """MinHash near-dedup: the MinHash config plus the settings every dedup stage shares."""
+
+
+_CONFIG = MinHashConfig.model_fields
+
+
 @dataclass(frozen=True, slots=True)
 class MinHashParams:
-    """Shingling and LSH settings; datatrove's defaults: word 5-grams, 14 bands x 8 rows, seed 1."""
+    """A resolved signature scheme (see :meth:`MinHashConfig.scheme`); defaults: the config's, word shingles."""
 
-    ngram: int = 5
+    ngram: int = _CONFIG["ngram"].default
     unit: str = "word"
-    bands: int = 14
-    rows: int = 8
-    seed: int = 1
+    bands: int = DATATROVE_BANDS
+    rows: int = DATATROVE_ROWS
+    seed: int = _CONFIG["seed"].default
     norm: TextNorm = TextNorm()
 
     @property

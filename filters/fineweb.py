@@ -7,8 +7,12 @@ Reasons are ``fineweb_quality.<check>`` with datatrove's check names (``line_pun
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Annotated
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import params_model
 from filters.text import TERMINAL_PUNCTUATION, find_duplicates, words
 
 
@@ -52,10 +56,22 @@ class FineWebQuality:
 
     name = "fineweb_quality"
 
-    def __init__(self, line_punct_thr: float | None = 0.12, line_punct_exclude_zero: bool = False,
-                 stop_chars: Iterable[str] | None = None, short_line_thr: float | None = 0.67,
-                 short_line_length: int = 30, char_duplicates_ratio: float | None = 0.01,
-                 new_line_ratio: float | None = 0.3) -> None:
+    def __init__(
+        self,
+        line_punct_thr: Annotated[float | None, Field(ge=0, le=1, description=(
+            "fewer lines ending in terminal punctuation: `line_punct_ratio`"))] = 0.12,
+        line_punct_exclude_zero: Annotated[bool, Field(description=(
+            "let pages where no line ends in punctuation pass that check"))] = False,
+        stop_chars: Annotated[Iterable[str] | None, Field(description=(
+            "the terminal punctuation; default datatrove's `TERMINAL_PUNCTUATION` (159 characters)"))] = None,
+        short_line_thr: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more lines of at most `short_line_length` characters: `short_line_ratio`"))] = 0.67,
+        short_line_length: Annotated[int, Field(ge=0, description="what counts as a short line")] = 30,
+        char_duplicates_ratio: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more characters in lines equal to an earlier line: `char_dup_ratio`"))] = 0.01,
+        new_line_ratio: Annotated[float | None, Field(ge=0, description=(
+            "more newlines per word: `list_ratio`"))] = 0.3,
+    ) -> None:
         self.line_punct_thr, self.line_punct_exclude_zero = line_punct_thr, line_punct_exclude_zero
         self.stop_chars = tuple(sorted(TERMINAL_PUNCTUATION if stop_chars is None else stop_chars))
         self.short_line_thr, self.short_line_length = short_line_thr, short_line_length
@@ -74,3 +90,6 @@ class FineWebQuality:
     def __call__(self, doc: Document) -> Verdict:
         reason = self.check(doc.text)
         return KEEP if reason is None else drop(f"{self.name}.{reason}")
+
+
+FineWebQualityParams = params_model(FineWebQuality, "FineWebQualityParams")

@@ -14,8 +14,12 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import compress
 from operator import add, itemgetter, mul
+from typing import Annotated
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import params_model
 from filters.text import (
     PUNCTUATION_SET,
     NgramKeys,
@@ -110,11 +114,26 @@ class GopherQuality:
 
     name = "gopher_quality"
 
-    def __init__(self, min_doc_words: int | None = 50, max_doc_words: int | None = 100_000,
-                 min_avg_word_length: float | None = 3, max_avg_word_length: float | None = 10,
-                 max_symbol_word_ratio: float | None = 0.1, max_bullet_lines_ratio: float | None = 0.9,
-                 max_ellipsis_lines_ratio: float | None = 0.3, min_alpha_words_ratio: float | None = 0.8,
-                 min_stop_words: int | None = 2, stop_words: Iterable[str] = STOP_WORDS) -> None:
+    def __init__(
+        self,
+        min_doc_words: Annotated[int | None, Field(ge=0, description="fewer non-symbol words: `short_doc`")] = 50,
+        max_doc_words: Annotated[int | None, Field(ge=0, description="more non-symbol words: `long_doc`")] = 100_000,
+        min_avg_word_length: Annotated[float | None, Field(ge=0, description=(
+            "shorter mean word length: `below_avg_threshold`"))] = 3,
+        max_avg_word_length: Annotated[float | None, Field(ge=0, description=(
+            "longer mean word length: `above_avg_threshold`"))] = 10,
+        max_symbol_word_ratio: Annotated[float | None, Field(ge=0, description=(
+            "more `#` (or `...`, `…`) per word: `too_many_hashes` / `too_many_ellipsis`"))] = 0.1,
+        max_bullet_lines_ratio: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more lines starting with a bullet: `too_many_bullets`"))] = 0.9,
+        max_ellipsis_lines_ratio: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more lines ending with an ellipsis: `too_many_end_ellipsis`"))] = 0.3,
+        min_alpha_words_ratio: Annotated[float | None, Field(ge=0, le=1, description=(
+            "fewer words with a letter: `below_alpha_threshold`"))] = 0.8,
+        min_stop_words: Annotated[int | None, Field(ge=0, description=(
+            "fewer distinct stop words: `enough_stop_words`"))] = 2,
+        stop_words: Annotated[Iterable[str], Field(description="the stop words (case-sensitive)")] = STOP_WORDS,
+    ) -> None:
         self.min_doc_words, self.max_doc_words = min_doc_words, max_doc_words
         self.min_avg_word_length, self.max_avg_word_length = min_avg_word_length, max_avg_word_length
         self.max_symbol_word_ratio = max_symbol_word_ratio
@@ -212,10 +231,23 @@ class GopherRepetition:
 
     name = "gopher_repetition"
 
-    def __init__(self, dup_line_frac: float | None = 0.3, dup_para_frac: float | None = 0.3,
-                 dup_line_char_frac: float | None = 0.2, dup_para_char_frac: float | None = 0.2,
-                 top_n_grams: Iterable[Sequence[float]] = TOP_NGRAMS,
-                 dup_n_grams: Iterable[Sequence[float]] = DUP_NGRAMS) -> None:
+    def __init__(
+        self,
+        dup_line_frac: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more lines equal to an earlier one: `dup_line_frac`"))] = 0.3,
+        dup_para_frac: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more paragraphs equal to an earlier one: `dup_para_frac`"))] = 0.3,
+        dup_line_char_frac: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more characters in repeated lines: `dup_line_char_frac`"))] = 0.2,
+        dup_para_char_frac: Annotated[float | None, Field(ge=0, le=1, description=(
+            "more characters in repeated paragraphs: `dup_para_char_frac`"))] = 0.2,
+        top_n_grams: Annotated[Iterable[Sequence[float]], Field(description=(
+            "`[n, fraction]` pairs: the most frequent word n-gram may cover at most the fraction of characters "
+            "(`top_{n}_gram`)"))] = TOP_NGRAMS,
+        dup_n_grams: Annotated[Iterable[Sequence[float]], Field(description=(
+            "`[n, fraction]` pairs: repeated n-grams may cover at most the fraction (`duplicated_{n}_n_grams`)"
+        ))] = DUP_NGRAMS,
+    ) -> None:
         self.dup_line_frac, self.dup_para_frac = dup_line_frac, dup_para_frac
         self.dup_line_char_frac, self.dup_para_char_frac = dup_line_char_frac, dup_para_char_frac
         self.top_n_grams = [(int(n), float(f)) for n, f in top_n_grams]
@@ -238,3 +270,7 @@ class GopherRepetition:
     def __call__(self, doc: Document) -> Verdict:
         reason = self.check(doc.text)
         return KEEP if reason is None else drop(f"{self.name}.{reason}")
+
+
+GopherQualityParams = params_model(GopherQuality, "GopherQualityParams")
+GopherRepetitionParams = params_model(GopherRepetition, "GopherRepetitionParams")

@@ -16,11 +16,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field
 
 from filters.base import Document, Verdict, drop
+from filters.params import check, given, params_model
 
 LID_ENV = "MIXLAB_LID_MODEL"
 UNDETERMINED = "und"
@@ -124,13 +127,21 @@ def make_backend(backend: str, model: str | None = None) -> Backend:
 class LangIdFilter:
     """Tag lang/lang_score; drop documents outside ``langs`` or below ``min_score`` unless ``tag_only``."""
 
-    backend: str = "fasttext"
-    model: str | None = None
-    langs: list[str] = field(default_factory=lambda: ["en"])
-    min_score: float = 0.65
-    per_paragraph: bool = False
-    tag_only: bool = False
-    max_chars: int | None = None  # identify from the first N characters only (faster on long documents)
+    backend: Annotated[Literal["fasttext", "cld2"], Field(description=(
+        "`fasttext` (lid.176 or any fastText LID model) or `cld2` (pycld2, model compiled in)"))] = "fasttext"
+    model: Annotated[str | None, Field(description=(
+        "fastText model file; default `$MIXLAB_LID_MODEL`, else the cache (`mixlab models fetch-lid`)"))] = None
+    langs: Annotated[list[str] | str, Field(description=(
+        "languages to keep; `[]` keeps any language (then only `min_score` applies)"))] = field(
+        default_factory=lambda: ["en"])
+    min_score: Annotated[float, Field(ge=0, le=1, description=(
+        "below it: `langid.low_score` (FineWeb's default)"))] = 0.65
+    per_paragraph: Annotated[bool, Field(description=(
+        "identify each line; lines outside `langs` or below `min_score` are removed (`langid.paragraph_language`)"
+    ))] = False
+    tag_only: Annotated[bool, Field(description="tag `lang`/`lang_score`, never drop")] = False
+    max_chars: Annotated[int | None, Field(gt=0, description=(
+        "identify from the first N characters only (faster on long documents)"))] = None
     name: str = "langid"
 
     def __post_init__(self) -> None:
@@ -184,11 +195,9 @@ def _majority(lines: Sequence[str], preds: Sequence[tuple[str, float]]) -> dict[
     return {"lang": top, "lang_score": round(weighted[top] / chars[top], 4)}
 
 
+LangIdParams = params_model(LangIdFilter, "LangIdParams")
+
+
 def langid(**params: Any) -> LangIdFilter:
-    """Registry factory for ``langid``; unknown parameters are an error naming the known ones."""
-    known = {f.name for f in fields(LangIdFilter)} - {"name"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"langid: unknown parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    return LangIdFilter(**params)
+    """Registry factory for ``langid``: parameters checked against :data:`LangIdParams` (unknown ones named)."""
+    return LangIdFilter(**given(check(LangIdParams, params, "langid")))

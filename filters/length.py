@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import params_model
 
 
 @dataclass(frozen=True, slots=True)
 class LengthFilter:
     """Drop documents shorter than ``min_chars`` or longer than ``max_chars`` (after stripping)."""
 
-    min_chars: int = 1
-    max_chars: int | None = None
+    min_chars: Annotated[int, Field(ge=0, description="drop shorter documents (`length.too_short`)")] = 1
+    max_chars: Annotated[int | None, Field(ge=0, description="drop longer documents (`length.too_long`); "
+                                                              "none: no upper bound")] = None
     name: str = "length"
 
     def __post_init__(self) -> None:
@@ -26,3 +31,6 @@ class LengthFilter:
         if self.max_chars is not None and n > self.max_chars:
             return drop("length.too_long")
         return KEEP
+
+
+LengthParams = params_model(LengthFilter, "LengthParams")

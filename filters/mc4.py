@@ -10,9 +10,12 @@ import heapq
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.params import params_model
 
 # A page needs at least this many lines ("paragraphs") ...
 MIN_PARAGRAPHS = 3
@@ -47,9 +50,14 @@ class ParagraphFilter:
     ``min_paragraph_len``; set it to ``min_paragraphs`` for "that many lines, all long".
     """
 
-    min_paragraphs: int = MIN_PARAGRAPHS
-    min_paragraph_len: int = MIN_PARAGRAPH_LEN
-    long_paragraphs: int = LONG_PARAGRAPHS
+    min_paragraphs: Annotated[int, Field(ge=1, description=(
+        "a page needs this many lines (`mc4.too_few_paragraphs`)"))] = MIN_PARAGRAPHS
+    min_paragraph_len: Annotated[int, Field(ge=0, description=(
+        "... and its `long_paragraphs` longest lines this many characters (`mc4.short_paragraphs`)"
+    ))] = MIN_PARAGRAPH_LEN
+    long_paragraphs: Annotated[int, Field(ge=1, description=(
+        "how many of the longest lines must reach `min_paragraph_len` (TFDS: always 3; not a TFDS setting)"
+    ))] = LONG_PARAGRAPHS
     name: str = field(default="mc4_paragraph", init=False)
 
     def __post_init__(self) -> None:
@@ -77,11 +85,13 @@ class Cld3LanguageId:
     ``langs``: the languages to keep (default: mC4's 101); ``"all"`` keeps every cld3 label.
     """
 
-    langs: Iterable[str] | str | None = None
-    min_probability: float = CLD3_MIN_PROBABILITY
-    min_num_bytes: int = CLD3_MIN_BYTES
-    max_num_bytes: int = CLD3_MAX_BYTES
-    keep_unknown: bool = True
+    langs: Annotated[Iterable[str] | str | None, Field(description=(
+        "languages to keep (`mc4.ignored_language`); default: mC4's 101; `all`: every cld3 label"))] = None
+    min_probability: Annotated[float, Field(ge=0, le=1, description=(
+        "a less sure (or unreliable) label becomes `und`"))] = CLD3_MIN_PROBABILITY
+    min_num_bytes: Annotated[int, Field(ge=0, description="cld3 calls shorter pages unreliable")] = CLD3_MIN_BYTES
+    max_num_bytes: Annotated[int, Field(ge=1, description="cld3 reads at most this many UTF-8 bytes")] = CLD3_MAX_BYTES
+    keep_unknown: Annotated[bool, Field(description="keep `und` pages (false: drop as `mc4.unknown_language`)")] = True
     name: str = field(default="mc4_langid", init=False)
     _valid: frozenset[str] | None = field(default=None, init=False, repr=False)
     _detector: Any = field(default=None, init=False, repr=False)
@@ -114,3 +124,7 @@ class Cld3LanguageId:
         if self._valid is not None and result.language not in self._valid:
             return drop("mc4.ignored_language", **tags)
         return Verdict(True, tags=tags)
+
+
+ParagraphParams = params_model(ParagraphFilter, "ParagraphParams")
+Cld3LanguageIdParams = params_model(Cld3LanguageId, "Cld3LanguageIdParams")

@@ -23,11 +23,16 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict
+from filters.params import params_model
 
 PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP_ADDRESS>", "phone": "<PHONE>"}
 KINDS = tuple(PLACEHOLDERS)
+Kind = Literal[KINDS]  # what a spec may name
 
 _EXTENSIONS = """png jpg jpeg gif svg webp ico bmp tif tiff pdf js mjs ts tsx jsx css scss less html htm xml json
 yaml yml toml md rst txt py pyc rb go rs java kt c h cc cpp hpp cs php sh bat ps1 lock ini cfg conf log csv tsv zip
@@ -164,9 +169,14 @@ class PIIMasker:
         return Verdict(True, text=text, edits={f"pii.{k}": v for k, v in chars.items()}, tags={"pii": counts})
 
 
-def pii(kinds: Sequence[str] = KINDS, placeholders: dict[str, str] | None = None) -> PIIMasker:
+def pii(kinds: Annotated[Sequence[Kind], Field(description="what to mask: `email`, `ip`, `phone`")] = KINDS,
+        placeholders: Annotated[dict[Kind, str] | None, Field(description=(
+            "replacement per kind; defaults `<EMAIL>`, `<IP_ADDRESS>`, `<PHONE>`"))] = None) -> PIIMasker:
     """The ``pii`` filter: mask ``kinds`` (email, ip, phone) with ``placeholders`` (defaults: ``<EMAIL>``...)."""
     return PIIMasker(tuple(kinds), dict(placeholders or {}))
+
+
+PiiParams = params_model(pii, "PiiParams", doc="Mask e-mail addresses, public IP addresses and phone numbers.")
 
 
 # Strings that look like PII in code and papers but are not: what false-positive measurements count. Dotted

@@ -24,13 +24,18 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from filters.base import Document
 from filters.langid import ModelError, load_fasttext, predict_lines
+from filters.params import internal, params_model
 
 POSITIVE = "__label__hq"
 NEGATIVE = "__label__lq"
 MODES = ("threshold", "top_percentile", "pareto", "tag")
+Mode = Literal[MODES]
 FOLDS = 2
 _PUNCT = re.compile(r"([.!?,;:()\[\]{}\"'`])")
 
@@ -131,15 +136,22 @@ def pareto_draw(seed: int, source: str, doc_id: str, alpha: float) -> float:
 class QualityRule:
     """Which documents a quality step keeps, from the parameters of a spec's ``quality`` step."""
 
-    model: str | None = None
-    mode: str = "threshold"
-    threshold: float = 0.5
-    top_percent: float = 50.0
-    alpha: float = 9.0
-    seed: int = 0
-    max_chars: int = 5_000
-    batch_size: int = 256
-    trained: str | None = None  # set by ``mixlab mixture``: the training fingerprint, so a retrain re-cleans
+    model: Annotated[str | None, Field(description=(
+        "fastText model with `__label__hq`; default the spec's trained model, else `$MIXLAB_QUALITY_MODEL`"))] = None
+    mode: Annotated[Mode, Field(description=(
+        "`threshold`, `top_percentile` (per source), `pareto` (GPT-3 sampling) or `tag` (score only)"))] = "threshold"
+    threshold: Annotated[float, Field(ge=0, le=1, description=(
+        "`threshold`: keep `quality_score >= threshold`, else `quality.below_threshold`"))] = 0.5
+    top_percent: Annotated[float, Field(gt=0, le=100, description=(
+        "`top_percentile`: keep the best N % of each source (ties kept), else `quality.below_top_percentile`"))] = 50.0
+    alpha: Annotated[float, Field(gt=0, description=(
+        "`pareto`: keep when `pareto(alpha) > 1 - score`, else `quality.pareto_rejected`"))] = 9.0
+    seed: Annotated[int, Field(description="`pareto`: seed of the per-document draw")] = 0
+    max_chars: Annotated[int, Field(gt=0, description=(
+        "characters scored; must match training (default: the model's `manifest.json`, else 5000)"))] = 5_000
+    batch_size: Annotated[int, Field(gt=0, description="most documents per fastText predict call")] = 256
+    trained: Annotated[str | None, internal(
+        "the training fingerprint (`mixlab mixture`), so a retrained classifier re-cleans")] = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -160,6 +172,10 @@ class QualityRule:
         if self.mode == "pareto" and pareto_draw(self.seed, source, doc_id, self.alpha) <= 1.0 - score:
             return "quality.pareto_rejected"
         return None
+
+
+QualityParams = params_model(QualityRule, "QualityParams", doc=(
+    "Score every document with the fastText quality classifier, then keep documents by the rule."))
 
 
 def top_percent_cutoff(scores: Sequence[float], top_percent: float) -> float:

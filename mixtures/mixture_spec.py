@@ -18,16 +18,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from filters.params import StrictModel
 
 DEFAULT_EPOCH_CAP = 4.0  # Muennighoff et al. 2023: up to ~4 epochs of repeated data cost little
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TokenizerSpec(_Strict):
+class TokenizerSpec(StrictModel):
     """``bpe``: a byte-level BPE trained on the run's cleaned data; else an HF id or a local file."""
 
     name: str = "bpe"
@@ -36,7 +34,7 @@ class TokenizerSpec(_Strict):
     eos_token: str = "<|endoftext|>"
 
 
-class SourceMix(_Strict):
+class SourceMix(StrictModel):
     """One source's share: a relative ``weight`` or an absolute ``tokens`` target; an optional epoch cap."""
 
     weight: float | None = Field(None, ge=0)
@@ -50,7 +48,7 @@ class SourceMix(_Strict):
         return self
 
 
-class ValidationSpec(_Strict):
+class ValidationSpec(StrictModel):
     """Held-out documents per source (a fraction, at least ``min_docs``); never trained on."""
 
     fraction: float = Field(0.02, ge=0, lt=0.5)
@@ -58,7 +56,7 @@ class ValidationSpec(_Strict):
     max_docs: int = Field(500, ge=1)
 
 
-class MixtureSpec(_Strict):
+class MixtureSpec(StrictModel):
     """How many tokens of each source go into the packed MDS streams, and how they are sampled."""
 
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+
+from filters.params import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class QualitySpec(_Strict):
+class QualitySpec(StrictModel):
     """Training data (positive and negative sources), balancing, split and fastText hyper-parameters."""
 
     positive: list[str] = Field(min_length=1, description="sources whose documents are 'good' (__label__hq)")

@@ -1,8 +1,10 @@
 """The mixture spec: a YAML file naming sources, their readers and filter chains, and the run directory.
 
-Loading validates everything before any work starts: unknown keys, wrong types, unknown filters, missing
-files and nonsensical values raise :class:`SpecError`, whose message names the file and the key.
-Later stages (dedup, classifiers, weights, MDS) add their own sections to :class:`Spec`.
+Loading validates everything before any work starts: a file that is not UTF-8, duplicate keys in any mapping,
+unknown keys, wrong types (numbers are never read from strings), non-finite numbers, unknown filters, unknown or
+mistyped step parameters, missing files and nonsensical values raise :class:`SpecError`, whose message names the
+file and the key. Loading writes nothing. Later stages (dedup, classifiers, weights, MDS) add their own sections
+to :class:`Spec`.
 """
 
 from __future__ import annotations
@@ -10,33 +12,37 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from filters import registry
 from filters.errors import UserError
+from filters.params import StrictModel
 from mixtures.dedup_spec import DedupSpec
 from mixtures.mixture_spec import MixtureSpec
 from mixtures.quality_spec import QualityField
 
 DATA_ROOT_ENV = "MIXLAB_DATA_ROOT"
 MIXTURES_DIR = Path(__file__).resolve().parent
+FROM_FILE = "mixlab.spec_file"  # validation context key: the data comes from a spec file written by a person
 
 
 class SpecError(UserError):
     """A problem in a mixture spec, with the file and key it concerns."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Step(StrictModel):
+    """One entry of a filter chain: a registered name and its parameters.
 
-
-class Step(_Strict):
-    """One entry of a filter chain: a registered name and its parameters."""
+    ``params`` stay as written. A spec file's step is checked against the step's parameter model at load time
+    (unknown, mistyped or run-internal keys are errors, located at ``filters.<i>.<name>.<key>``); a step built
+    in Python (the run adds internal parameters) is checked when it is built, before any work starts.
+    """
 
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -60,8 +66,16 @@ class Step(_Strict):
             raise ValueError(f"unknown filter {name!r}; known: {', '.join(registry.known_steps())}")
         return name
 
+    @model_validator(mode="after")
+    def _params(self, info: ValidationInfo) -> Step:
+        if (info.context or {}).get(FROM_FILE):
+            found = registry.step_problems(self.name, self.params, user=True)
+            if found:
+                raise ValidationError.from_exception_data("Step", found)
+        return self
 
-class SourceSpec(_Strict):
+
+class SourceSpec(StrictModel):
     """Where a source's documents come from and which filter chain cleans them."""
 
     paths: list[str] = Field(min_length=1)
@@ -76,7 +90,7 @@ class SourceSpec(_Strict):
     filters: list[Step] = Field(default_factory=list)
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(StrictModel):
     """How Beam runs: runner name, extra pipeline options, output shards per source."""
 
     runner: str = "FnApiRunner"
@@ -86,7 +100,7 @@ class PipelineSpec(_Strict):
     options: list[str] = Field(default_factory=list, description="extra Beam pipeline flags, passed through")
 
 
-class Spec(_Strict):
+class Spec(StrictModel):
     """A whole mixture spec."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -153,15 +167,71 @@ class Spec(_Strict):
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _message(item: Any) -> str:
+    msg = item["msg"].removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        return "unknown key"
+    if item["type"] in ("int_type", "float_type") and isinstance(item.get("input"), str):
+        return f"{msg}, not the string {item['input']!r} (write numbers without quotes)"
+    return msg
+
+
 def _format_errors(path: str, err: ValidationError) -> str:
     lines = [f"{path}: invalid mixture spec"]
-    for item in err.errors():
+    for item in err.errors(include_url=False):
         key = ".".join(str(part) for part in item["loc"]) or "<top level>"
-        msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {path}: {key}: {msg}")
+        lines.append(f"  {path}: {key}: {_message(item)}")
     return "\n".join(lines)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error naming both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` may be overridden by later keys: that is what merging is for
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is None:
+                seen[key] = key_node.start_mark.line
+            else:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first given on line {first + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> Any:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text: byte 0x{raw[err.start]:02x} at offset {err.start} "
+                        f"({err.reason}); save the spec as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        if err.problem and err.problem.startswith("duplicate key") and err.problem_mark is not None:
+            raise SpecError(f"{path}:{err.problem_mark.line + 1}: {err.problem}") from None
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+
+
+def _non_finite(data: Any, loc: tuple[Any, ...] = ()) -> list[str]:
+    """Keys (dotted) whose value is ``.inf``, ``-.inf`` or ``.nan``, anywhere in the parsed YAML."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [".".join(map(str, loc)) or "<top level>"]
+    if isinstance(data, dict):
+        return [k for key, value in data.items() for k in _non_finite(value, (*loc, key))]
+    if isinstance(data, list):
+        return [k for i, value in enumerate(data) for k in _non_finite(value, (*loc, i))]
+    return []
 
 
 def find_spec(name: str | Path) -> Path:
@@ -178,15 +248,17 @@ def find_spec(name: str | Path) -> Path:
 def load_spec(name: str | Path, check_files: bool = True) -> Spec:
     """Read, validate and return a spec; raise SpecError naming file and key on any problem."""
     path = find_spec(name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from err
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a mixture spec is a mapping at the top level, got {type(data).__name__}")
+    bad = _non_finite(data)
+    if bad:
+        raise SpecError(f"{path}: invalid mixture spec\n"
+                        + "\n".join(f"  {path}: {key}: not a finite number (.inf and .nan are not allowed)"
+                                    for key in bad))
     data.setdefault("name", path.stem)
     try:
-        spec = Spec.model_validate({**data, "spec_path": str(path.resolve())})
+        spec = Spec.model_validate({**data, "spec_path": str(path.resolve())}, context={FROM_FILE: True})
     except ValidationError as err:
         raise SpecError(_format_errors(str(path), err)) from None
     if check_files:

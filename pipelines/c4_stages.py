@@ -1,8 +1,9 @@
 """Corpus-level C4/mC4 stages as Beam transforms: newest-page URL dedup and TFDS line dedup.
 
-Both follow the stage contract of :mod:`pipelines.stages` (``{"kept", "removed", "edits"}``). The
-plain-Python decisions (which page wins a URL, which lines a page keeps) are small functions here so
-they can be tested and reused without a pipeline.
+Both follow the stage contract of :mod:`pipelines.stages` (``{"kept", "removed", "edits"}``); the factories
+take the parameter models of :mod:`filters.c4` (``C4UrlDedupParams``, ``C4LineDedupParams``,
+``Mc4LineDedupParams``). The plain-Python decisions (which page wins a URL, which lines a page keeps) are small
+functions here so they can be tested and reused without a pipeline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.base import Document
-from filters.c4 import MIN_NUM_SENTENCES, count_sentences, normalize_url, url_hash
+from filters.c4 import (
+    DATE_KEY,
+    MIN_NUM_SENTENCES,
+    C4LineDedupParams,
+    C4UrlDedupParams,
+    Mc4LineDedupParams,
+    count_sentences,
+    normalize_url,
+    url_hash,
+)
+from filters.params import resolve
 from pipelines.stages import EDITS, REMOVED
 
 NO_URL = "no_url"
@@ -89,7 +100,7 @@ class C4UrlDedup(beam.PTransform):
     Ties (and pages without a date) go to the smallest id; pages without a URL pass untouched.
     """
 
-    def __init__(self, stage: int, date_key: str = "warc_date") -> None:
+    def __init__(self, stage: int, date_key: str = DATE_KEY) -> None:
         super().__init__()
         self.stage, self.date_key = stage, date_key
 
@@ -157,16 +168,19 @@ class C4LineDedup(beam.PTransform):
         return {"kept": out.kept, REMOVED: out[REMOVED], EDITS: out[EDITS]}
 
 
-def c4_url_dedup(stage: int, date_key: str = "warc_date") -> C4UrlDedup:
-    """Factory for the ``c4_url_dedup`` stage."""
-    return C4UrlDedup(stage, date_key=date_key)
+def c4_url_dedup(stage: int, params: C4UrlDedupParams | None = None, **settings: Any) -> C4UrlDedup:
+    """Factory for the ``c4_url_dedup`` stage (:class:`filters.c4.C4UrlDedupParams`, or the same as keywords)."""
+    p = resolve(C4UrlDedupParams, params, settings, "c4_url_dedup")
+    return C4UrlDedup(stage, date_key=p.date_key)
 
 
-def c4_line_dedup(stage: int, min_num_sentences: int = MIN_NUM_SENTENCES) -> C4LineDedup:
+def c4_line_dedup(stage: int, params: C4LineDedupParams | None = None, **settings: Any) -> C4LineDedup:
     """Factory for the ``c4_line_dedup`` stage (C4: pages need 3 sentences after dedup)."""
-    return C4LineDedup(stage, min_num_sentences=min_num_sentences)
+    p = resolve(C4LineDedupParams, params, settings, "c4_line_dedup")
+    return C4LineDedup(stage, min_num_sentences=p.min_num_sentences)
 
 
-def mc4_line_dedup(stage: int, min_num_sentences: int = 0) -> C4LineDedup:
+def mc4_line_dedup(stage: int, params: Mc4LineDedupParams | None = None, **settings: Any) -> C4LineDedup:
     """Factory for the ``mc4_line_dedup`` stage (mC4: no sentence minimum)."""
-    return C4LineDedup(stage, min_num_sentences=min_num_sentences)
+    p = resolve(Mc4LineDedupParams, params, settings, "mc4_line_dedup")
+    return C4LineDedup(stage, min_num_sentences=p.min_num_sentences)

@@ -1,10 +1,12 @@
 """Dedup as Beam corpus stages: exact (normalised text) and MinHash LSH with distributed connected components.
 
 Both stages follow the corpus-stage contract of :mod:`pipelines.stages` (``factory(stage=i, **params)`` ->
-``{"kept", "removed"}``). A document is a node keyed by a stable 63-bit hash of (source, id, text); a stage
-produces ``(node, label)`` pairs where ``label`` is the smallest node of the node's duplicate cluster, and
-:class:`AssignClusters` turns labels into one survivor per cluster (preferred source first, then the smallest
-node) plus removed documents carrying ``dup_cluster_id``, ``dup_cluster_size`` and ``dup_survivor_id``.
+``{"kept", "removed"}``); their parameters are :class:`filters.dedup.ExactDedupParams` and
+:class:`filters.dedup.MinHashDedupParams`, validated before the transform is built. A document is a node keyed by
+a stable 63-bit hash of (source, id, text); a stage produces ``(node, label)`` pairs where ``label`` is the
+smallest node of the node's duplicate cluster, and :class:`AssignClusters` turns labels into one survivor per
+cluster (preferred source first, then the smallest node) plus removed documents carrying ``dup_cluster_id``,
+``dup_cluster_size`` and ``dup_survivor_id``.
 
 MinHash: signatures -> band keys -> group by bucket -> candidate edges (optionally verified by estimated
 Jaccard) -> connected components. Components are found by large-star/small-star rounds (Kiveris et al., 2014)
@@ -25,6 +27,7 @@ from apache_beam.metrics import Metrics
 
 from filters import dedup as dd
 from filters.base import Document
+from filters.params import resolve
 from pipelines.stages import REMOVED
 
 log = logging.getLogger(__name__)
@@ -125,11 +128,11 @@ class AssignClusters(beam.PTransform):
 class ExactDedup(beam.PTransform):
     """Remove documents whose normalised text equals another's (empty normalised text is left alone)."""
 
-    def __init__(self, stage: int, normalise: dict[str, bool] | None = None, cross_source: bool = True,
-                 source_priority: Sequence[str] = ()) -> None:
+    def __init__(self, stage: int, params: dd.ExactDedupParams | None = None, **settings: Any) -> None:
         super().__init__()
-        self.stage, self.norm, self.cross_source = stage, dd.norm_from(normalise), cross_source
-        self.priority = tuple(source_priority)
+        p = resolve(dd.ExactDedupParams, params, settings, "exact_dedup")
+        self.stage, self.norm, self.cross_source = stage, p.text_norm(), p.cross_source
+        self.priority = tuple(p.source_priority)
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         norm, cross = self.norm, self.cross_source
@@ -154,9 +157,9 @@ class ExactDedup(beam.PTransform):
         return (keyed, label_pairs) | "Assign" >> AssignClusters("exact", self.stage, self.priority)
 
 
-def exact_dedup(stage: int, **params: Any) -> ExactDedup:
-    """Corpus-stage factory: ``exact_dedup`` (params: normalise, cross_source, source_priority)."""
-    return ExactDedup(stage, **params)
+def exact_dedup(stage: int, params: dd.ExactDedupParams | None = None, **settings: Any) -> ExactDedup:
+    """Corpus-stage factory: ``exact_dedup`` (:class:`filters.dedup.ExactDedupParams`, or the same as keywords)."""
+    return ExactDedup(stage, params, **settings)
 
 
 # ---------------------------------------------------------------------------------------------- MinHash
@@ -215,23 +218,14 @@ def bucket_edges(members: Iterable[tuple[Node, Any]], threshold: float | None) -
 class MinHashDedup(beam.PTransform):
     """Near-duplicate removal: MinHash LSH buckets -> candidate edges -> connected components -> survivors."""
 
-    def __init__(self, stage: int, threshold: float = 0.72, bands: int | None = None, rows: int | None = None,
-                 num_perm: int = 112, ngram: int = 5, unit: str = "auto", char_ngram: int = 10,
-                 char_sources: Sequence[str] = (), seed: int = 1, normalise: dict[str, bool] | None = None,
-                 verify: bool = False, cross_source: bool = True, source_priority: Sequence[str] = (),
-                 components: str = "auto", fast_path_max_edges: int = 2_000_000, max_iterations: int = 20) -> None:
+    def __init__(self, stage: int, params: dd.MinHashDedupParams | None = None, **settings: Any) -> None:
         super().__init__()
-        if unit not in ("word", "char", "auto"):
-            raise ValueError(f"minhash_dedup: unit must be word, char or auto, got {unit!r}")
-        if bands is None and rows is None and threshold == 0.72 and num_perm == 112:
-            bands, rows = 14, 8  # datatrove's defaults
-        bands, rows = dd.lsh_params(threshold, num_perm, bands, rows)
-        self.params = dd.MinHashParams(ngram=ngram, unit="word", bands=bands, rows=rows, seed=seed,
-                                       norm=dd.norm_from(normalise))
-        self.stage, self.threshold, self.verify = stage, threshold, verify
-        self.unit, self.char_ngram, self.char_sources = unit, char_ngram, tuple(char_sources)
-        self.cross_source, self.priority = cross_source, tuple(source_priority)
-        self.components = ConnectedComponents(components, fast_path_max_edges, max_iterations)
+        p = resolve(dd.MinHashDedupParams, params, settings, "minhash_dedup")
+        self.params = p.scheme(p.text_norm())
+        self.stage, self.threshold, self.verify = stage, p.threshold, p.verify
+        self.unit, self.char_ngram, self.char_sources = p.unit, p.char_ngram, tuple(p.char_sources)
+        self.cross_source, self.priority = p.cross_source, tuple(p.source_priority)
+        self.components = ConnectedComponents(p.components, p.fast_path_max_edges, p.max_iterations)
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
         threshold = self.threshold if self.verify else None
@@ -248,9 +242,9 @@ class MinHashDedup(beam.PTransform):
         return (keyed, labels) | "Assign" >> AssignClusters("minhash", self.stage, self.priority)
 
 
-def minhash_dedup(stage: int, **params: Any) -> MinHashDedup:
-    """Corpus-stage factory: ``minhash_dedup`` (see :class:`MinHashDedup` for params)."""
-    return MinHashDedup(stage, **params)
+def minhash_dedup(stage: int, params: dd.MinHashDedupParams | None = None, **settings: Any) -> MinHashDedup:
+    """Corpus-stage factory: ``minhash_dedup`` (:class:`filters.dedup.MinHashDedupParams`, or the same as keywords)."""
+    return MinHashDedup(stage, params, **settings)
 
 
 # ---------------------------------------------------------------------------------------------- components
@@ -291,7 +285,7 @@ class StarComponents(beam.PTransform):
     stars at the end.
     """
 
-    def __init__(self, max_iterations: int = 20) -> None:
+    def __init__(self, max_iterations: int = dd.MAX_ITERATIONS) -> None:
         super().__init__()
         self.max_iterations = max_iterations
 
@@ -317,7 +311,8 @@ class StarComponents(beam.PTransform):
 class ConnectedComponents(beam.PTransform):
     """Edges -> ``(node, min node of its component)``; ``mode`` auto picks union-find when edges are few."""
 
-    def __init__(self, mode: str = "auto", fast_path_max_edges: int = 2_000_000, max_iterations: int = 20) -> None:
+    def __init__(self, mode: str = "auto", fast_path_max_edges: int = dd.FAST_PATH_MAX_EDGES,
+                 max_iterations: int = dd.MAX_ITERATIONS) -> None:
         super().__init__()
         if mode not in ("auto", "single", "distributed"):
             raise ValueError(f"components must be auto, single or distributed, got {mode!r}")

@@ -22,7 +22,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from filters.base import Document
-from filters.quality import CrossFitModel, QualityModel, QualityRule, fold_model_paths, top_percent_cutoff
+from filters.params import given, resolve
+from filters.quality import (
+    CrossFitModel,
+    QualityModel,
+    QualityParams,
+    QualityRule,
+    fold_model_paths,
+    top_percent_cutoff,
+)
 from pipelines.stages import REMOVED
 
 QUALITY_MODEL_ENV = "MIXLAB_QUALITY_MODEL"
@@ -110,17 +118,14 @@ class QualityStage(beam.PTransform):
         return {"kept": out.kept, REMOVED: out[REMOVED]}
 
 
-def quality_stage(stage: int, **params: Any) -> QualityStage:
-    """Registry factory: checks parameters and loads the model now, so a bad model fails before any work."""
-    known = set(QualityRule.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"quality: unknown parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    params.setdefault("model", os.environ.get(QUALITY_MODEL_ENV) or None)
-    if params["model"] and "max_chars" not in params:
-        params["max_chars"] = trained_max_chars(params["model"])
-    rule = QualityRule(**params)
+def quality_stage(stage: int, params: QualityParams | None = None, **settings: Any) -> QualityStage:
+    """Registry factory: checks parameters (:class:`filters.quality.QualityParams`, or the same as keywords) and
+    loads the model now, so a bad model fails before any work."""
+    chosen = given(resolve(QualityParams, params, settings, "quality"))
+    chosen.setdefault("model", os.environ.get(QUALITY_MODEL_ENV) or None)
+    if chosen["model"] and "max_chars" not in chosen:
+        chosen["max_chars"] = trained_max_chars(chosen["model"])
+    rule = QualityRule(**chosen)
     if rule.model is None:
         raise ValueError(f"quality: no model; give the step `model: PATH`, set ${QUALITY_MODEL_ENV}, or add "
                          "a `quality:` section to the spec so `mixlab mixture` trains one first")

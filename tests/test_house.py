@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
 
 FLOORS = ["filters", "mixtures", "pipelines", "proxy_train", "mixlab"]
 # streaming's import shim defines two torchvision operators with torch.library before importing streaming,

@@ -7,8 +7,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mixtures.dedup_spec import DedupSpec, MinHashSpec, NormaliseSpec
+from filters.dedup import MinHashConfig, NormaliseParams
+from filters.params import check
+from mixtures.dedup_spec import DedupSpec
 from mixtures.spec import SourceSpec, Spec, SpecError
+
+# mixlab dedup's flags named after the MinHashConfig fields they set (a flag left at None keeps the default)
+MINHASH_FLAGS = ("threshold", "bands", "rows", "ngram", "unit", "verify", "components")
 
 
 def _bool(value: str, key: str) -> bool:
@@ -24,8 +29,8 @@ def normalise_options(text: str) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or key not in NormaliseSpec.model_fields:
-            raise SpecError(f"--normalise: expected OPT=BOOL with OPT in {', '.join(NormaliseSpec.model_fields)}, "
+        if not sep or key not in NormaliseParams.model_fields:
+            raise SpecError(f"--normalise: expected OPT=BOOL with OPT in {', '.join(NormaliseParams.model_fields)}, "
                             f"got {item!r}")
         out[key] = _bool(value, key)
     return out
@@ -44,6 +49,12 @@ def source_names(paths: list[str]) -> list[str]:
     return names
 
 
+def minhash_config(args: argparse.Namespace) -> MinHashConfig:
+    """The MinHash config the flags describe (the same model as a spec's ``dedup.minhash``)."""
+    return check(MinHashConfig, {flag: getattr(args, flag) for flag in MINHASH_FLAGS
+                                 if getattr(args, flag, None) is not None}, "minhash")
+
+
 def build_spec(args: argparse.Namespace, inputs: list[str], tmp: str) -> Spec:
     """A one-off spec: each input a source, the dedup section from the flags."""
     missing = [p for p in inputs if not Path(p).is_file()]
@@ -55,10 +66,8 @@ def build_spec(args: argparse.Namespace, inputs: list[str], tmp: str) -> Spec:
     priority = [s.strip() for s in args.priority.split(",") if s.strip()]
     try:
         dedup = DedupSpec(
-            exact=not args.no_exact, normalise=NormaliseSpec(**normalise_options(args.normalise)),
-            minhash=MinHashSpec(threshold=args.threshold, bands=args.bands, rows=args.rows, ngram=args.ngram,
-                                unit=args.unit, verify=args.verify, components=args.components),
-            cross_source=not args.per_source, source_priority=priority)
+            exact=not args.no_exact, normalise=NormaliseParams(**normalise_options(args.normalise)),
+            minhash=minhash_config(args), cross_source=not args.per_source, source_priority=priority)
         dedup.steps(names)
     except ValueError as err:
         raise SpecError(f"mixlab dedup: {err}") from None
