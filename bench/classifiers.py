@@ -133,8 +133,8 @@ def heuristic_auc(holdout: dict[str, list[tuple[Document, str]]]) -> float:
 
 
 def bench_quality(max_docs: int, seed: int) -> None:
-    from filters.quality import QualityModel, train_model
-    from mixtures.classifier import _write_train_file, evaluate, split_classes
+    from filters.quality import QualityModel
+    from mixtures.classifier import _write_train_file, evaluate, split_classes, train_model
     from mixtures.quality_spec import QualitySpec
 
     per_source = max_docs

@@ -20,7 +20,6 @@ number of shared n-grams, the character spans in the text the filter saw, and th
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import json
 import logging
@@ -31,13 +30,14 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import xxhash
 from pydantic import Field
 
 from filters.base import KEEP, Document, Verdict, drop
+from filters.jsonl import iter_jsonl
 from filters.params import internal, params_model
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 DEFAULT_N = 13  # GPT-3's n-gram length
 DEFAULT_MARGIN = 200  # characters removed on each side of a matched span (GPT-3)
 DEFAULT_MAX_PIECES = 10  # GPT-3: a document cut into more pieces than this is dropped instead
-POLICIES = ("drop", "remove_span", "tag")
-ITEM_TEXTS = ("gold", "all")
+Policy = Literal["drop", "remove_span", "tag"]
+ItemText = Literal["gold", "all"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+ITEM_TEXTS: tuple[str, ...] = get_args(ItemText)
 SHARED_ENV = "MIXLAB_SHARED"
 INDEX_VERSION = 1
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the polynomial n-gram hash
@@ -99,9 +101,8 @@ NORMALISERS: dict[str, Callable[[str, bool], tuple[list[str], Spans]]] = {
     "folded_words": _folded_words,
     "gpt3": _gpt3_words,
 }
-Normaliser = Literal[tuple(NORMALISERS)]  # the names a spec may give (as Literal types, for validation and docs)
-Policy = Literal[POLICIES]
-ItemText = Literal[ITEM_TEXTS]
+Normaliser = Literal["words", "folded_words", "gpt3"]  # the names a spec may give (validation and docs)
+assert set(get_args(Normaliser)) == set(NORMALISERS)
 
 
 def tokenize(text: str, normalise: str = "words", spans: bool = False) -> tuple[list[str], Spans]:
@@ -174,19 +175,14 @@ def task_name(path: Path) -> str:
 
 def read_items(path: Path, item_text: str = "gold") -> Iterable[tuple[str, list[str]]]:
     """Yield ``(item id, texts)`` from a unified eval file ({id, query, choices, gold}); errors name the line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                query, choices = row.get("query", ""), row["choices"]
-                item_id = str(row.get("id", f"{task_name(path)}/{lineno - 1}"))
-                chosen = [choices[int(row["gold"])]] if item_text == "gold" else list(choices)
-            except (ValueError, KeyError, IndexError, TypeError) as err:
-                raise ValueError(f"{path}:{lineno}: not an eval item with query/choices/gold: {err}") from err
-            yield item_id, [f"{query} {c}" for c in chosen]
+    for lineno, row in iter_jsonl(path):
+        try:
+            query, choices = row.get("query", ""), row["choices"]
+            item_id = str(row.get("id", f"{task_name(path)}/{lineno - 1}"))
+            chosen = [choices[int(row["gold"])]] if item_text == "gold" else list(choices)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path}:{lineno}: not an eval item with query/choices/gold: {err}") from err
+        yield item_id, [f"{query} {c}" for c in chosen]
 
 
 def _file_digest(path: Path) -> str:
@@ -448,7 +444,7 @@ def decontam(
         "an item's text: query plus `gold` choice, or plus `all` choices"))] = "gold",
     max_items_per_ngram: Annotated[int | None, Field(ge=1, description=(
         "drop index n-grams shared by more items (template boilerplate)"))] = None,
-    index_path: Annotated[str | None, internal("the index file the run built (`prepare_decontam`)")] = None,
+    index_path: Annotated[str | None, internal("the index file the run built (`mixlab.jobs.bind_steps`)")] = None,
     cache_dir: Annotated[str | None, Field(description=(
         "where the index file is built and reused; default `runs/<mix>/decontam/`"))] = None,
     margin_chars: Annotated[int, Field(ge=0, description=(

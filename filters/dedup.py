@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import regex
@@ -148,7 +148,10 @@ def signature(shingles: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- settings
 
-NormaliseParams = params_model(TextNorm, "NormaliseParams")
+if TYPE_CHECKING:  # generated at run time from TextNorm's fields; type checkers see the base class
+    NormaliseParams = StrictModel
+else:
+    NormaliseParams = params_model(TextNorm, "NormaliseParams")
 
 
 class DedupParams(StrictModel):
@@ -183,8 +186,9 @@ class MinHashConfig(StrictModel):
     char_ngram: int = Field(10, ge=1, le=64, description="character n-gram size")
     char_sources: list[str] = Field(default_factory=list, description="sources shingled by characters (code)")
     seed: int = Field(1, description="MinHash permutation seed")
-    verify: bool = Field(False, description=(
-        "a candidate pair must also have estimated Jaccard >= threshold (fewer false positives)"))
+    verify: bool = Field(True, description=(
+        "a candidate pair must also have estimated Jaccard >= threshold (fewer false positives; best F1 measured, "
+        "bench/RESULTS.md)"))
     components: Literal["auto", "single", "distributed"] = Field("auto", description=(
         "connected components: `single` (union-find), `distributed` (large-star/small-star), `auto` by edge count"))
     fast_path_max_edges: int = Field(FAST_PATH_MAX_EDGES, ge=0, description="`auto`: union-find up to this many edges")

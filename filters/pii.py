@@ -23,7 +23,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
@@ -31,8 +31,9 @@ from filters.base import KEEP, Document, Verdict
 from filters.params import params_model
 
 PLACEHOLDERS = {"email": "<EMAIL>", "ip": "<IP_ADDRESS>", "phone": "<PHONE>"}
-KINDS = tuple(PLACEHOLDERS)
-Kind = Literal[KINDS]  # what a spec may name
+Kind = Literal["email", "ip", "phone"]  # what a spec may name
+KINDS: tuple[str, ...] = get_args(Kind)
+assert set(KINDS) == set(PLACEHOLDERS)
 
 _EXTENSIONS = """png jpg jpeg gif svg webp ico bmp tif tiff pdf js mjs ts tsx jsx css scss less html htm xml json
 yaml yml toml md rst txt py pyc rb go rs java kt c h cc cpp hpp cs php sh bat ps1 lock ini cfg conf log csv tsv zip

@@ -15,27 +15,23 @@ the documents of fold ``k`` (:class:`CrossFitModel`), so no document is scored b
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import Field
 
 from filters.base import Document
+from filters.hashing import keyed_hash, keyed_unit
 from filters.langid import ModelError, load_fasttext, predict_lines
-from filters.params import internal, params_model
+from filters.params import StrictModel, internal, params_model
 
 POSITIVE = "__label__hq"
 NEGATIVE = "__label__lq"
-MODES = ("threshold", "top_percentile", "pareto", "tag")
-Mode = Literal[MODES]
+Mode = Literal["threshold", "top_percentile", "pareto", "tag"]
+MODES: tuple[str, ...] = get_args(Mode)
 FOLDS = 2
 _PUNCT = re.compile(r"([.!?,;:()\[\]{}\"'`])")
 
@@ -74,8 +70,7 @@ class QualityModel:
 
 def fold_of(seed: int, source: str, doc_id: str) -> int:
     """A document's cross-fitting fold: a hash of (seed, source, id) mod ``FOLDS``, independent of other docs."""
-    digest = hashlib.blake2b(f"{seed}\x00{source}/quality-fold\x00{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % FOLDS
+    return keyed_hash(seed, f"{source}/quality-fold", doc_id) % FOLDS
 
 
 def fold_model_paths(model: str | Path) -> list[Path]:
@@ -103,33 +98,9 @@ class CrossFitModel:
         return scores
 
 
-# Run in a fresh interpreter: fastText 0.9.2 training inside a process that already trained or loaded models
-# can hit "Encountered NaN" at random (reproduced; a fresh process trains the same file fine, identically).
-_TRAIN = """
-import json, sys
-import fasttext
-a = json.loads(sys.argv[1])
-fasttext.train_supervised(input=a.pop("input"), thread=1, verbose=0, **a).save_model(sys.argv[2])
-"""
-
-
-def train_model(train_file: Path, out: Path, *, seed: int, epoch: int, lr: float, word_ngrams: int, dim: int,
-                bucket: int, min_count: int) -> None:
-    """Train a supervised fastText model single-threaded (fastText is only deterministic with one thread)."""
-    args = {"input": str(train_file), "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "dim": dim,
-            "bucket": bucket, "minCount": min_count, "seed": seed}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-c", _TRAIN, json.dumps(args), str(out)], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if done.returncode != 0:
-        raise RuntimeError(f"fastText training failed ({args}): {done.stderr.strip().splitlines()[-1:]}")
-
-
 def pareto_draw(seed: int, source: str, doc_id: str, alpha: float) -> float:
     """A Lomax(alpha) draw (what ``numpy.random.pareto`` samples) by inverse CDF of a hashed uniform."""
-    digest = hashlib.sha256(f"{seed}\0{source}\0{doc_id}".encode()).digest()
-    u = (int.from_bytes(digest[:8], "big") + 1) / 2**64  # in (0, 1]
-    return u ** (-1.0 / alpha) - 1.0
+    return keyed_unit(seed, f"{source}/pareto", doc_id) ** (-1.0 / alpha) - 1.0
 
 
 @dataclass(frozen=True)
@@ -174,8 +145,11 @@ class QualityRule:
         return None
 
 
-QualityParams = params_model(QualityRule, "QualityParams", doc=(
-    "Score every document with the fastText quality classifier, then keep documents by the rule."))
+if TYPE_CHECKING:  # generated at run time from QualityRule's fields; type checkers see the base class
+    QualityParams = StrictModel
+else:
+    QualityParams = params_model(QualityRule, "QualityParams", doc=(
+        "Score every document with the fastText quality classifier, then keep documents by the rule."))
 
 
 def top_percent_cutoff(scores: Sequence[float], top_percent: float) -> float:

@@ -75,20 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Writes OUT_DIR/kept.jsonl.gz, OUT_DIR/removed.jsonl.gz (with dup_cluster_id, "
                                    "dup_cluster_size, dup_survivor_id) and OUT_DIR/clusters.parquet.")
     p.add_argument("paths", nargs="+", metavar="IN... OUT_DIR", help="input files, then the output directory")
-    p.add_argument("--threshold", type=float, default=0.72, help="Jaccard threshold (default 0.72)")
+    p.add_argument("--threshold", type=float, help="Jaccard threshold (default 0.72)")
     p.add_argument("--bands", type=int, help="LSH bands (with --rows; default: 14 x 8 at 0.72, else optimal)")
     p.add_argument("--rows", type=int, help="rows per band")
-    p.add_argument("--ngram", type=int, default=5, help="word n-gram size (default 5)")
-    p.add_argument("--unit", choices=["word", "char", "auto"], default="auto",
+    p.add_argument("--ngram", type=int, help="word n-gram size (default 5)")
+    p.add_argument("--unit", choices=["word", "char", "auto"],
                    help="shingle unit; auto = characters for text without word spaces (default)")
     p.add_argument("--priority", default="", help="comma-separated sources whose copy survives first")
     p.add_argument("--normalise", default="", metavar="OPT=BOOL,...",
                    help="normalisation overrides, e.g. punctuation=true,digits=true,lowercase=false")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-dedup stage")
-    p.add_argument("--verify", action="store_true",
-                   help="keep only candidate pairs whose estimated Jaccard is >= the threshold")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only candidate pairs whose estimated Jaccard is >= the threshold (default: on)")
     p.add_argument("--per-source", action="store_true", help="compare documents only within their own file")
-    p.add_argument("--components", choices=["auto", "single", "distributed"], default="auto",
+    p.add_argument("--components", choices=["auto", "single", "distributed"],
                    help="connected components: union-find, large-star/small-star in Beam, or auto by edge count")
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +31,6 @@ from filters.quality import (
     fold_model_paths,
     fold_of,
     normalize,
-    train_model,
 )
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError
@@ -36,6 +38,28 @@ from mixtures.spec import SpecError
 log = logging.getLogger(__name__)
 
 HIST_BINS = 20
+
+
+# Run in a fresh interpreter: fastText 0.9.2 training inside a process that already trained or loaded models
+# can hit "Encountered NaN" at random (reproduced; a fresh process trains the same file fine, identically).
+_TRAIN = """
+import json, sys
+import fasttext
+a = json.loads(sys.argv[1])
+fasttext.train_supervised(input=a.pop("input"), thread=1, verbose=0, **a).save_model(sys.argv[2])
+"""
+
+
+def train_model(train_file: Path, out: Path, *, seed: int, epoch: int, lr: float, word_ngrams: int, dim: int,
+                bucket: int, min_count: int) -> None:
+    """Train a supervised fastText model single-threaded (fastText is only deterministic with one thread)."""
+    args = {"input": str(train_file), "epoch": epoch, "lr": lr, "wordNgrams": word_ngrams, "dim": dim,
+            "bucket": bucket, "minCount": min_count, "seed": seed}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-c", _TRAIN, json.dumps(args), str(out)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"fastText training failed ({args}): {done.stderr.strip().splitlines()[-1:]}")
 
 
 def _pool(docs: dict[str, list[Document]], names: list[str], q: QualitySpec) -> list[tuple[Document, str]]:

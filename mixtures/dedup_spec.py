@@ -22,11 +22,9 @@ from typing import Any
 
 from pydantic import Field
 
-from filters.dedup import DedupParams, MinHashConfig, NormaliseParams
+from filters.dedup import DedupParams, MinHashConfig
 
 # The names this section's settings had before they moved to filters.dedup (same classes).
-NormaliseSpec = NormaliseParams
-MinHashSpec = MinHashConfig
 
 
 class DedupSpec(DedupParams):

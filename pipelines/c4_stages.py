@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters.base import Document
 from filters.c4 import (
@@ -28,7 +27,7 @@ from filters.c4 import (
     url_hash,
 )
 from filters.params import resolve
-from pipelines.stages import EDITS, REMOVED
+from pipelines.stages import EDITS, KEPT, REMOVED, split_tagged
 
 NO_URL = "no_url"
 PageKey = tuple[str, str]
@@ -69,17 +68,13 @@ def remove_lines(text: str, keep: set[str]) -> tuple[str, dict[str, int]]:
     return "\n".join(kept), edits
 
 
-def _removed(doc: Document, reason: str, stage: int) -> beam.pvalue.TaggedOutput:
-    Metrics.counter(f"mixlab.{doc.source}", f"filtered:{reason}").inc()
-    return beam.pvalue.TaggedOutput(REMOVED, (doc, reason, stage))
+def _removed(doc: Document, reason: str, stage: int) -> tuple[str, tuple[Document, str, int]]:
+    return REMOVED, (doc, reason, stage)
 
 
 class _KeyByUrl(beam.DoFn):
     def process(self, doc: Document) -> Iterator[Any]:
-        if doc.url:
-            yield normalize_url(doc.url), doc
-        else:
-            yield beam.pvalue.TaggedOutput(NO_URL, doc)
+        yield ("keyed", (normalize_url(doc.url), doc)) if doc.url else (NO_URL, doc)
 
 
 class _SelectNewest(beam.DoFn):
@@ -88,7 +83,7 @@ class _SelectNewest(beam.DoFn):
 
     def process(self, item: tuple[str, Iterable[Document]]) -> Iterator[Any]:
         survivor, *losers = newest_first(item[1], self.date_key)
-        yield survivor
+        yield KEPT, survivor
         for doc in losers:
             meta = {**doc.meta, "dup_survivor_id": survivor.id}
             yield _removed(replace(doc, meta=meta), "c4.duplicate_url", self.stage)
@@ -105,13 +100,13 @@ class C4UrlDedup(beam.PTransform):
         self.stage, self.date_key = stage, date_key
 
     def expand(self, docs: beam.PCollection) -> dict[str, beam.PCollection]:
-        split = docs | "KeyByUrl" >> beam.ParDo(_KeyByUrl()).with_outputs(NO_URL, main="keyed")
-        chosen = (split.keyed
-                  | "GroupByUrl" >> beam.GroupByKey()
-                  | "Newest" >> beam.ParDo(_SelectNewest(self.stage, self.date_key)).with_outputs(
-                      REMOVED, main="kept"))
-        kept = (split[NO_URL], chosen.kept) | "WithUnkeyed" >> beam.Flatten()
-        return {"kept": kept, REMOVED: chosen[REMOVED]}
+        split = split_tagged(docs | "KeyByUrl" >> beam.ParDo(_KeyByUrl()), ("keyed", NO_URL), "SplitUrl")
+        chosen = split_tagged(split["keyed"]
+                              | "GroupByUrl" >> beam.GroupByKey()
+                              | "Newest" >> beam.ParDo(_SelectNewest(self.stage, self.date_key)),
+                              (KEPT, REMOVED), "SplitNewest")
+        kept = (split[NO_URL], chosen[KEPT]) | "WithUnkeyed" >> beam.Flatten()
+        return {KEPT: kept, REMOVED: chosen[REMOVED]}
 
 
 def _line_owners(doc: Document) -> Iterator[tuple[str, tuple[str, str, str]]]:
@@ -133,15 +128,14 @@ class _RemoveLines(beam.DoFn):
     def dedup_page(self, doc: Document, keep: set[str]) -> Iterator[Any]:
         text, edits = remove_lines(doc.text, keep)
         for reason, chars in edits.items():
-            Metrics.counter(f"mixlab.{doc.source}", f"line-filtered:{reason}").inc()
-            yield beam.pvalue.TaggedOutput(EDITS, ((doc.source, reason), chars))
+            yield EDITS, ((doc.source, reason), chars)
         need = self.min_num_sentences
         if not text:
             yield _removed(doc, "c4.dedup_empty", self.stage)
         elif need and count_sentences(text, at_most=need) < need:
             yield _removed(doc, "c4.dedup_too_few_sentences", self.stage)
         else:
-            yield doc if text == doc.text else doc.with_text(text)
+            yield KEPT, doc if text == doc.text else doc.with_text(text)
 
 
 class C4LineDedup(beam.PTransform):
@@ -161,11 +155,10 @@ class C4LineDedup(beam.PTransform):
                   | "SmallestUrlHash" >> beam.CombinePerKey(min)
                   | "ByPage" >> beam.MapTuple(lambda h, owner: ((owner[1], owner[2]), h)))
         pages = docs | "KeyByPage" >> beam.Map(lambda d: (page_key(d), d))
-        out = ({"pages": pages, "lines": owners}
-               | "JoinPagesLines" >> beam.CoGroupByKey()
-               | "RemoveLines" >> beam.ParDo(_RemoveLines(self.stage, self.min_num_sentences)).with_outputs(
-                   REMOVED, EDITS, main="kept"))
-        return {"kept": out.kept, REMOVED: out[REMOVED], EDITS: out[EDITS]}
+        tagged = ({"pages": pages, "lines": owners}
+                  | "JoinPagesLines" >> beam.CoGroupByKey()
+                  | "RemoveLines" >> beam.ParDo(_RemoveLines(self.stage, self.min_num_sentences)))
+        return split_tagged(tagged, (KEPT, REMOVED, EDITS), "Split")
 
 
 def c4_url_dedup(stage: int, params: C4UrlDedupParams | None = None, **settings: Any) -> C4UrlDedup:

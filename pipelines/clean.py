@@ -40,7 +40,7 @@ from pipelines.stages import (
     removed_events,
     split_tagged,
     sum_pairs,
-    write_json_lines,
+    write_sorted_lines,
 )
 from pipelines.unique_ids import UniqueIds
 
@@ -147,14 +147,14 @@ def build_pipeline(p: beam.Pipeline, job: CleanJob) -> None:
         | "SumEvents" >> beam.CombinePerKey(sum_pairs)
         | "EventLines" >> beam.Map(event_line)
         | "CollectEvents" >> beam.combiners.ToList()
-        | "WriteEvents" >> beam.Map(lambda lines: write_json_lines(str(layout.events), lines))
+        | "WriteEvents" >> beam.Map(lambda lines: write_sorted_lines(str(layout.events), lines))
     )
     # One final node that depends on every output: runners that evaluate only the last node of the graph
     # (Beam's DaskRunner does) still compute everything, and the run records which files it wrote.
     (tuple(written)
      | "AllWritten" >> beam.Flatten(pipeline=p)
      | "CollectWritten" >> beam.combiners.ToList()
-     | "WriteOutputList" >> beam.Map(lambda paths: write_json_lines(str(layout.outputs), map(str, paths))))
+     | "WriteOutputList" >> beam.Map(lambda paths: write_sorted_lines(str(layout.outputs), map(str, paths))))
 
 
 def _source_of(row: dict[str, Any]) -> str:

@@ -23,12 +23,11 @@ from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters import dedup as dd
 from filters.base import Document
 from filters.params import resolve
-from pipelines.stages import REMOVED
+from pipelines.stages import KEPT, REMOVED, split_tagged
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +88,16 @@ class AssignClusters(beam.PTransform):
                 return
             label = joined["label"][0] if joined["label"] else (node if len(docs) > 1 else None)
             if label is None:
-                yield docs[0]
+                yield "single", docs[0]
                 return
             rank = dd.survivor_order(docs[0].source, node, priority)
-            yield beam.pvalue.TaggedOutput("members", (label, (rank, docs[0].id, docs[0].source, len(docs))))
-            yield beam.pvalue.TaggedOutput("held", (node, (label, docs)))
+            yield "members", (label, (rank, docs[0].id, docs[0].source, len(docs)))
+            yield "held", (node, (label, docs))
 
-        joined = ({"docs": keyed, "label": labels} | "JoinLabels" >> beam.CoGroupByKey()
-                  | "Split" >> beam.FlatMap(split).with_outputs("members", "held", main="single"))
-        info = joined.members | "ClusterInfo" >> beam.CombinePerKey(_ClusterInfo())
-        label_of = joined.held | "LabelOfNode" >> beam.MapTuple(lambda node, held: (held[0], node))
+        joined = split_tagged({"docs": keyed, "label": labels} | "JoinLabels" >> beam.CoGroupByKey()
+                              | "Split" >> beam.FlatMap(split), ("single", "members", "held"), "SplitClusters")
+        info = joined["members"] | "ClusterInfo" >> beam.CombinePerKey(_ClusterInfo())
+        label_of = joined["held"] | "LabelOfNode" >> beam.MapTuple(lambda node, held: (held[0], node))
         node_info = ({"info": info, "nodes": label_of} | "JoinInfo" >> beam.CoGroupByKey()
                      | "InfoToNodes" >> beam.FlatMap(
                          lambda kv: ((n, (kv[0], kv[1]["info"][0])) for n in kv[1]["nodes"])))
@@ -112,15 +111,14 @@ class AssignClusters(beam.PTransform):
             for i, doc in enumerate(docs):
                 out = replace(doc, meta={**doc.meta, **tags})
                 if i == 0 and rank[1] == node:
-                    yield out
+                    yield KEPT, out
                 else:
-                    Metrics.counter(f"mixlab.{doc.source}", f"filtered:dedup.{method}").inc()
-                    yield beam.pvalue.TaggedOutput(REMOVED, (out, f"dedup.{method}", stage))
+                    yield REMOVED, (out, f"dedup.{method}", stage)
 
-        decided = ({"held": joined.held, "info": node_info} | "JoinHeld" >> beam.CoGroupByKey()
-                   | "Decide" >> beam.FlatMap(decide).with_outputs(REMOVED, main="kept"))
-        kept = (joined.single, decided.kept) | "Kept" >> beam.Flatten()
-        return {"kept": kept, REMOVED: decided[REMOVED]}
+        decided = split_tagged({"held": joined["held"], "info": node_info} | "JoinHeld" >> beam.CoGroupByKey()
+                               | "Decide" >> beam.FlatMap(decide), (KEPT, REMOVED), "SplitDecided")
+        kept = (joined["single"], decided[KEPT]) | "Kept" >> beam.Flatten()
+        return {KEPT: kept, REMOVED: decided[REMOVED]}
 
 
 # ---------------------------------------------------------------------------------------------- exact
@@ -139,8 +137,7 @@ class ExactDedup(beam.PTransform):
 
         def text_key(doc: Document) -> Iterator[tuple[Any, Node]]:
             text = norm(doc.text)
-            if not text:
-                Metrics.counter(f"mixlab.{doc.source}", "dedup.exact:empty_after_normalisation").inc()
+            if not text:  # nothing left to compare: never clustered (docs/dedup.md)
                 return
             key = dd.exact_key(text)
             yield (key if cross else (doc.source, key)), _node(doc)
@@ -190,8 +187,7 @@ class _Signatures(beam.DoFn):
         self.seen += 1
         if self.seen % 20_000 == 0:
             log.info("minhash: %d signatures on this worker", self.seen)
-        if len(shingles) == 0:
-            Metrics.counter(f"mixlab.{doc.source}", "dedup.minhash:no_shingles").inc()
+        if len(shingles) == 0:  # shorter than one shingle: never clustered (docs/dedup.md)
             return
         sig = dd.signature(shingles, p.num_perm, p.seed)
         node = _node(doc)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters.base import Document
 from filters.params import given, resolve
@@ -31,7 +30,7 @@ from filters.quality import (
     fold_model_paths,
     top_percent_cutoff,
 )
-from pipelines.stages import REMOVED
+from pipelines.stages import KEPT, REMOVED, split_tagged
 
 QUALITY_MODEL_ENV = "MIXLAB_QUALITY_MODEL"
 
@@ -68,10 +67,9 @@ class Decide(beam.DoFn):
         cutoff = (cutoffs or {}).get(doc.source)
         reason = self.rule.reason(doc.source, doc.id, doc.meta["quality_score"], cutoff)
         if reason is None:
-            yield doc
+            yield KEPT, doc
         else:
-            Metrics.counter(f"mixlab.{doc.source}", f"filtered:{reason}").inc()
-            yield beam.pvalue.TaggedOutput(REMOVED, (doc, reason, self.stage))
+            yield REMOVED, (doc, reason, self.stage)
 
 
 class TopPercentCutoff(beam.CombineFn):
@@ -113,9 +111,8 @@ class QualityStage(beam.PTransform):
                        | "SourceScore" >> beam.Map(lambda d: (d.source, d.meta["quality_score"]))
                        | "Cutoff" >> beam.CombinePerKey(TopPercentCutoff(rule.top_percent)))
             side["cutoffs"] = beam.pvalue.AsDict(cutoffs)
-        decide = beam.ParDo(Decide(rule, self.stage), **side).with_outputs(REMOVED, main="kept")
-        out = scored | "Decide" >> decide
-        return {"kept": out.kept, REMOVED: out[REMOVED]}
+        return split_tagged(scored | "Decide" >> beam.ParDo(Decide(rule, self.stage), **side), (KEPT, REMOVED),
+                            "Split")
 
 
 def quality_stage(stage: int, params: QualityParams | None = None, **settings: Any) -> QualityStage:

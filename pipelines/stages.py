@@ -19,7 +19,6 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.metrics import Metrics
 
 from filters.base import Document, run_chain
 from filters.registry import build_filter
@@ -62,15 +61,12 @@ class ReadRecords(beam.DoFn):
         self.opts, self.reader, self.limit = opts, reader, limit
 
     def process(self, path: str) -> Iterator[Any]:
-        counter = Metrics.counter(f"mixlab.{self.opts.source}", "read")
         started, n = time.monotonic(), 0
         for location, record in read_located(path, self.opts, self.reader):
             if isinstance(record, Quarantined):
-                Metrics.counter(f"mixlab.{self.opts.source}", f"quarantined:{record.reason}").inc()
                 yield QUARANTINE, record
                 continue
             n += 1
-            counter.inc()
             if n % 20_000 == 0:
                 log.info("%s: read %d documents from %s (%.0f docs/s)", self.opts.source, n, path,
                          n / max(time.monotonic() - started, 1e-9))
@@ -94,11 +90,9 @@ class ApplyFilters(beam.DoFn):
         source = doc.source
         outcome = run_chain(doc, self.chain)
         for reason, chars in outcome.edits.items():
-            Metrics.counter(f"mixlab.{source}", f"line-filtered:{reason}").inc()
             yield EDITS, ((source, reason), chars)
         if outcome.doc is None:
             assert outcome.stage is not None and outcome.reason is not None
-            Metrics.counter(f"mixlab.{source}", f"filtered:{outcome.reason}").inc()
             yield REMOVED, (doc, outcome.reason, self.first_stage + outcome.stage)
         else:
             yield KEPT, outcome.doc
@@ -171,8 +165,8 @@ class WriteSortedParquet(beam.PTransform):
         )
 
 
-def write_json_lines(path: str, lines: Iterable[str]) -> str:
-    """Write sorted lines to a file (small side outputs such as combined events); return the path."""
+def write_sorted_lines(path: str, lines: Iterable[str]) -> str:
+    """Write lines, sorted, to a file (small side outputs: the combined events, the list of outputs)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{line}\n" for line in sorted(lines)), encoding="utf-8")
     return path

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
 from filters.base import Document
 from pipelines.readers import RAW_SNIPPET, Quarantined
@@ -67,9 +66,7 @@ def pick_first(item: tuple[tuple[str, str], Iterable[Copy]]) -> Iterator[tuple[s
     if not others:
         return
     kept_at = survivor[0] or f"the copy with text md5 {copy_rank(survivor)[1]}"
-    counter = Metrics.counter(f"mixlab.{source}", f"quarantined:{DUPLICATE_ID}")
     for n, (location, doc) in enumerate(others, start=2):
-        counter.inc()
         reason = f"{DUPLICATE_ID}:id {doc_id!r} is kept from {kept_at}"
         yield QUARANTINE, Quarantined(source, reason, location or f"{source}:{doc_id}#copy {n}",
                                       doc.text[:RAW_SNIPPET])

@@ -13,7 +13,6 @@ Results go to ``<proxy dir>/eval/step-NNNNNN/`` as ``bpb.parquet``, ``mc.parquet
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from filters.jsonl import iter_jsonl
 from mixtures.streams_manifest import StreamsManifest
 from proxy_train import data
 from proxy_train.model import MPT, MPTConfig
@@ -160,14 +160,12 @@ class Request:
 def read_task(path: Path, limit: int | None) -> list[dict]:
     """Items of an evals .jsonl.gz file (the first ``limit``, if given)."""
     items = []
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            item = json.loads(line)
-            if not isinstance(item.get("choices"), list) or not item["choices"] or "gold" not in item:
-                raise ValueError(f"{path}:{number}: expected 'choices' (non-empty list) and 'gold'")
-            items.append(item)
-            if limit and len(items) == limit:
-                break
+    for number, item in iter_jsonl(path):
+        if not isinstance(item.get("choices"), list) or not item["choices"] or "gold" not in item:
+            raise ValueError(f"{path}:{number}: expected 'choices' (non-empty list) and 'gold'")
+        items.append(item)
+        if limit and len(items) == limit:
+            break
     return items
 
 

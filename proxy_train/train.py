@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from filters.errors import UserError
+from filters.jsonl import append_jsonl, read_jsonl, write_jsonl
 from mixtures.streams_manifest import StreamsError, StreamsManifest
 from proxy_train import data
 from proxy_train.attention import BACKENDS, choose_backend
@@ -227,39 +228,6 @@ def pick_device(requested: str, world: World) -> torch.device:
     return torch.device(requested)
 
 
-def _append_jsonl(path: Path, row: dict) -> None:
-    with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(row, sort_keys=True) + "\n")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON Lines file (empty if missing).
-
-    A last line that is not JSON is left out: it is what a kill during an append leaves. A bad line before the
-    last one is an error.
-    """
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    rows = []
-    for number, line in numbered:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if number != numbered[-1][0]:
-                raise ValueError(f"{path}:{number}: not a JSON row ({err.msg})") from err
-            log.warning("%s:%d: left out a torn last line (%d characters)", path, number, len(line))
-    return rows
-
-
-def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    """Replace ``path`` with ``rows`` atomically (a kill leaves the old file or the new one)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def checkpoint_path(out: Path, step: int) -> Path:
     """Where the checkpoint of ``step`` lives."""
     return out / "checkpoints" / f"step-{step:06d}.pt"
@@ -380,7 +348,7 @@ class Trainer:
             os.replace(tmp, path)
             for old in sorted(path.parent.glob("step-*.pt"))[: -self.cfg.keep_checkpoints]:
                 old.unlink()
-            _append_jsonl(self.out / "events.jsonl", {"event": "checkpoint", "step": self.step, "path": str(path)})
+            append_jsonl(self.out / "events.jsonl", {"event": "checkpoint", "step": self.step, "path": str(path)})
         if self.world.size > 1:
             dist.barrier()
         return path
@@ -449,7 +417,7 @@ class Trainer:
         log.warning("%s, running average %s: rolled back to step %d (%s), skipping %d batches", what,
                     self.guard.average, self.step, path.name, bad_step - self.step)
         if self.world.main:
-            _append_jsonl(self.out / "events.jsonl", event)
+            append_jsonl(self.out / "events.jsonl", event)
 
     def run(self) -> None:
         """Train until the token budget is spent."""
@@ -478,7 +446,7 @@ class Trainer:
             row = {"step": self.step, "tokens": self.tokens_seen, "loss": loss, "lr": lr,
                    "grad_norm": float(grad_norm), "tokens_per_s": tokens_per_step / elapsed, "wall_s": self.wall}
             if self.world.main:
-                _append_jsonl(self.out / "metrics.jsonl", row)
+                append_jsonl(self.out / "metrics.jsonl", row)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
             for callback in self.callbacks:
@@ -567,7 +535,7 @@ def _prepare_output(out: Path, cfg: TrainConfig, resuming: bool, world: World) -
 
 def _truncate_metrics(out: Path, step: int) -> None:
     """Drop metric rows after ``step`` (logged by a run that died before its next checkpoint) and a torn line."""
-    _write_jsonl(out / "metrics.jsonl", [r for r in read_jsonl(out / "metrics.jsonl") if r["step"] <= step])
+    write_jsonl(out / "metrics.jsonl", [r for r in read_jsonl(out / "metrics.jsonl") if r["step"] <= step])
 
 
 def build_trainer(run_dir: Path, cfg: TrainConfig, out: Path, world: World,
@@ -623,8 +591,8 @@ def train(run_dir: str | Path, cfg: TrainConfig, out: str | Path | None = None, 
         del state, resume_from
         if world.main:
             _truncate_metrics(out, trainer.step)  # rows after the checkpoint, and a torn last line
-            _write_jsonl(out / "events.jsonl", read_jsonl(out / "events.jsonl"))  # without a torn last line
-            _append_jsonl(out / "events.jsonl", {"event": "resume", "step": trainer.step, "path": str(path)})
+            write_jsonl(out / "events.jsonl", read_jsonl(out / "events.jsonl"))  # without a torn last line
+            append_jsonl(out / "events.jsonl", {"event": "resume", "step": trainer.step, "path": str(path)})
         log.info("resumed from %s (step %d)", path, trainer.step)
     elif trainer.save() is None:  # step 0: the spike guard always has a checkpoint to return to
         raise RuntimeError(f"the initial weights of the {cfg.size} proxy are not finite")

@@ -136,3 +136,34 @@ def test_duplicate_ids_are_quarantined_once_each_and_counted(tmp_path: Path) -> 
     assert all(d.text != "another copy" for d in kept)  # the copy read first (file order, then line) survives
     rows = pq.read_table(layout.quarantine / "wiki").to_pylist()
     assert sorted(Path(r["id"]).name for r in rows) == [f"zz_more.jsonl:{i}" for i in (1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_dask_runner_matches_with_corpus_stages_and_dedup(tmp_path: Path, corpora: Path) -> None:
+    """Corpus stages with several outputs (URL and line dedup, exact and MinHash dedup) give the same files on Dask.
+
+    DaskRunner routes a DoFn's tagged outputs to every output; stages that split ``(tag, value)`` pairs do not care.
+    """
+    pytest.importorskip("distributed")
+    path = tmp_path / "mix_dask.yaml"
+    path.write_text(f"""
+name: mix_dask
+data_root: {corpora}
+output_dir: {tmp_path / 'runs'}
+sources:
+  web:
+    paths: [web.jsonl.gz]
+    limit: 150
+    filters: [c4_url_dedup, c4_line_dedup]
+  wiki:
+    paths: [wiki.jsonl.gz]
+    limit: 40
+dedup:
+  minhash: {{threshold: 0.5, verify: true}}
+""")
+    spec = load_spec(path)
+    local = jobs.clean(spec)
+    stats = json.loads(local.stats.read_text())["sources"]["web"]
+    assert stats["kept"]["docs"] < stats["input"]["docs"] or stats["line_edits"]  # the stages did something
+    expected = _outputs(local.root)
+    assert _outputs(jobs.clean(spec, runner="DaskRunner", force=True).root) == expected

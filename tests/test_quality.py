@@ -23,11 +23,10 @@ from filters.quality import (
     normalize,
     pareto_draw,
     top_percent_cutoff,
-    train_model,
 )
 from mixlab import jobs
 from mixlab.cli import main
-from mixtures.classifier import _write_train_file, evaluate, roc_auc, split_classes
+from mixtures.classifier import _write_train_file, evaluate, roc_auc, split_classes, train_model
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SpecError, load_spec
 from pipelines.quality import quality_stage, trained_max_chars

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 from filters import registry
+from filters.jsonl import write_jsonl
 from mixtures.chains import global_steps, source_steps
 from mixtures.layout import RunLayout
 from mixtures.spec import SourceSpec, Spec, Step, load_spec
@@ -49,12 +49,6 @@ def list_filters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_jsonl_gz(path: Path, rows: list[dict]) -> None:
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-
-
 def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
     """Write a run's kept and removed documents (every source) as OUT_DIR/{kept,removed}.jsonl.gz; return counts."""
     import pyarrow.parquet as pq
@@ -62,7 +56,7 @@ def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
     counts = []
     for name, folder in (("kept", layout.docs), ("removed", layout.removed)):
         rows = [_plain(r) for p in sorted(folder.glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
-        _write_jsonl_gz(out_dir / f"{name}.jsonl.gz", rows)
+        write_jsonl(out_dir / f"{name}.jsonl.gz", rows)
         counts.append(len(rows))
     return counts[0], counts[1]
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from filters.jsonl import iter_jsonl
 from mixtures.chains import stage_names
 from mixtures.contamination import write_decontam_outputs
 from mixtures.layout import RunLayout
@@ -16,7 +17,8 @@ from mixtures.spec import Spec
 
 
 def load_events(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    """The run's combined event counts (``_work/events.jsonl``)."""
+    return [row for _, row in iter_jsonl(path)]
 
 
 def build_stats(spec: Spec, events: list[dict[str, Any]]) -> dict[str, Any]:
