@@ -39,6 +39,10 @@ class RunLayout:
         """A source's removed documents, each with its reason."""
         return self.removed / source
 
+    def quarantine_of(self, source: str) -> Path:
+        """A source's unreadable records, each with its reason and file:line."""
+        return self.quarantine / source
+
     @property
     def work(self) -> Path:
         """Scratch files of the run (events, output lists, timings); not part of the compared outputs."""

@@ -60,6 +60,7 @@ EPOCH_CAP = 4.0
 START_WEIGHTS = {s["source"]: float(s["weight"]) for s in plan["sources"]}  # the base spec's weights
 TOTAL_AVAILABLE = sum(t for _, t in available.values())
 BUDGET = int(os.environ.get("MIXLAB_NB_BUDGET", str(TOTAL_AVAILABLE // 2)))
+BUDGET -= BUDGET % plan["max_seq_len"]  # whole sequences, the slider's step (the plan rounds down the same way)
 view: dict = {}  # the last plan drawn: {"weights", "budget", "table", "estimate", "error"}
 
 
@@ -124,7 +125,7 @@ panel = widgets.Output()
 for control in (*sliders.values(), budget_slider):
     control.observe(redraw, names="value")
 display(widgets.VBox([*sliders.values(), budget_slider, panel]))
-redraw()
+_ = redraw()
 
 # %% [markdown]
 # The plan of the sliders' current values as a plain table (rerun the cell after moving them):
@@ -176,12 +177,14 @@ origin = find_spec(SPEC).resolve()
 mixture = spec.mixture.model_dump(mode="json", exclude_defaults=True)
 
 
-def write_mix(_button: object = None) -> Path:
+def write_mix(_button: object = None) -> Path | None:
     """Button callback (a plain function: call it directly too): write the sliders' mixture as the next mix_vN.yaml."""
     weights, budget = current()
     total = sum(weights.values())
     if total <= 0:
-        raise ValueError("every weight is 0: move at least one slider up")
+        with written:
+            print("every weight is 0: move at least one slider up (nothing written)")
+        return None
     path = regmix.next_spec_path(OUT)
     header = [f"Designed in notebooks/02_design_mixture.py from {origin.name}: budget {budget:,} tokens.",
               f"Calculator verdict at {COMPUTE:.3g} FLOPs: {verdict}"]

@@ -259,7 +259,7 @@ def _quarantine(stats: dict[str, Any], layout: RunLayout, seed: int) -> H.Sectio
         for reason, n in sorted(st["quarantined"]["by_reason"].items()):
             rows.append(svg.Row(f"{name}: {reason}", [[svg.Seg(n, svg.QUARANTINED, f"{name} {reason}: {n:,}")]]))
         if st["quarantined"]["docs"]:
-            found = _rows(layout.quarantine / name, ["id", "reason", "raw"])
+            found = _rows(layout.quarantine_of(name), ["id", "reason", "raw"])
             for reason in sorted({r["reason"].split(":")[0] for r in found}):
                 chosen = _pick((r for r in found if r["reason"].split(":")[0] == reason), seed,
                                f"report/quarantine/{name}/{reason}", 2)
@@ -489,18 +489,18 @@ def _mixture(layout: RunLayout) -> H.Section | None:
 
 
 def _files(layout: RunLayout, mixture: bool) -> H.Section:
-    rows = [["stats.json", "counts behind every chart of the cleaning sections"],
-            ["report.md", "the same report as Markdown tables"],
-            ["removed/<source>/", "every removed document with its reason and stage"],
-            ["quarantine/<source>/", "unreadable records with file and line"],
-            ["dedup/clusters.parquet", "every member of every duplicate cluster"],
-            ["decontam/hits.parquet", "every (document, eval item) overlap"],
-            ["_work/", "events, timings: not part of the compared outputs"]]
+    rows = [(layout.stats, "counts behind every chart of the cleaning sections"),
+            (layout.report, "the same report as Markdown tables"),
+            (layout.removed, "every removed document with its reason and stage, per source"),
+            (layout.quarantine, "unreadable records with file and line, per source"),
+            (layout.dedup_clusters, "every member of every duplicate cluster"),
+            (layout.decontam_hits, "every (document, eval item) overlap"),
+            (layout.work, "events and timings: not part of the compared outputs")]
     if mixture:
-        rows += [["plan.json", "the mixture plan"], ["streams.yaml", "the MDS streams for training"],
-                 ["catalogue/", "per-document table: mixlab tokens RUN"]]
-    rows = [r for r in rows if (layout.root / r[0].split("<")[0]).exists()]
-    return H.Section("files", "Files", [H.table(["path", "holds"], [[H.code(p), d] for p, d in rows])])
+        rows += [(layout.plan, "the mixture plan"), (layout.streams, "the MDS streams for training"),
+                 (layout.catalogue, "per-document table: mixlab tokens RUN")]
+    table = [[H.code(str(p.relative_to(layout.root)) + ("/" if p.is_dir() else "")), d] for p, d in rows if p.exists()]
+    return H.Section("files", "Files", [H.table(["path", "holds"], table)])
 
 
 def render_run_html(spec: Spec, layout: RunLayout, mixture: bool = False) -> str:

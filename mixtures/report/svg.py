@@ -209,7 +209,9 @@ def hbars(rows: Sequence[Row], title: str, unit: str = "", width: int = 640,
         c.text(sx(max(row.totals)) + 4, y + min(len(row.bars), 1) * bar_h / 2 + 4, notes[i], color="#555")
     for value, name in marks:
         c.line(sx(value), top - 10, sx(value), axis_y, stroke=INK, dash="4 3", tip=f"{name}: {fmt(value)}")
-        c.text(sx(value) + 3, top - 6, name, color="#555", size=10)
+        room = left + plot_w - sx(value) > len(name) * CHAR_PX * 0.9
+        c.text(sx(value) + (3 if room else -3), top - 6, name, anchor="start" if room else "end", color="#555",
+               size=10)
     c.line(left, top - 4, left, axis_y, stroke="#999")
     return c.render()
 
