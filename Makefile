@@ -16,7 +16,7 @@ export PYTHONHASHSEED ?= 0
 export MIXLAB_LID_MODEL ?= $(HOME)/.cache/mixlab/lid.176.ftz
 LID_MODEL := $(MIXLAB_LID_MODEL)
 
-.PHONY: setup mixture tokens ablate propose proxy test lint bench-setup clean-runs
+.PHONY: setup mixture tokens ablate propose proxy test lint bench-setup clean-runs notebooks
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,20 @@ test: $(STAMP) $(LID_MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# JupyterLab on the three notebooks. The .py files are the source: jupytext.toml pairs each with an .ipynb (made
+# here when missing) that keeps the outputs. Tiny runs go to runs/notebooks/; a new mix_vN.yaml to mixtures/.
+# NOTEBOOK_ARGS="--no-browser --port 8890" for a remote machine.
+NB_STAMP := $(VENV)/.mixlab-notebooks
+NOTEBOOKS := notebooks/01_explore_sources.py notebooks/02_design_mixture.py notebooks/03_run_ablation.py
+$(NB_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev,notebooks]'
+	@touch $(NB_STAMP)
+
+notebooks: $(NB_STAMP) $(LID_MODEL)
+	$(BIN)/jupytext --sync --quiet $(NOTEBOOKS)
+	MIXLAB_NB_WORK=$(CURDIR)/runs/notebooks OMP_NUM_THREADS=1 $(BIN)/jupyter lab \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS) $(NOTEBOOKS:.py=.ipynb)
 
 # Peers for bench/ (tensorflow-datasets, datatrove): installed on demand, never needed by tests.
 bench-setup: $(STAMP)

@@ -82,6 +82,7 @@ def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
     """Clean the spec's sources into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
     from mixtures.report.cleaning import write_stats_and_report
     from mixtures.report.dedup import write_clusters
+    from mixtures.report.run_html import write_run_html
     from pipelines.clean import CleanJob, run_pipeline
 
     steps = bind_steps(spec, runner)
@@ -99,6 +100,7 @@ def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
     seconds = run_pipeline(job, runner, extra)
     write_clusters(layout)
     write_stats_and_report(spec, layout, seconds)
+    write_run_html(spec, layout)
     layout.manifest.write_text(json.dumps({"fingerprint": key, "spec": spec.spec_path}, indent=2) + "\n")
     log.info("clean: done in %.1f s; report at %s", seconds, layout.report)
     return layout
@@ -172,8 +174,12 @@ def train_quality(spec: Spec, force: bool = False, runner: str | None = None) ->
 def build(spec: Spec, layout: RunLayout | None = None) -> dict[str, Any]:
     """Build the spec's mixture from its cleaned run (``spec.run_dir`` unless ``layout``); returns the plan."""
     from mixtures.build import build_mixture
+    from mixtures.report.run_html import write_run_html
 
-    return build_mixture(spec, layout or RunLayout(spec.run_dir))
+    layout = layout or RunLayout(spec.run_dir)
+    plan = build_mixture(spec, layout)
+    write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
+    return plan
 
 
 def mixture(spec: Spec, runner: str | None = None, extra: list[str] | None = None, force: bool = False) -> RunLayout:

@@ -23,6 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from mixtures.report.ablation_html import write_ablation_html
+from mixtures.report.svg import save_svg
+
 RESULT_COLUMNS = ["mix", "seed", "metric", "value", "higher_is_better"]
 CURVE_COLUMNS = ["mix", "seed", "step", "loss"]
 PAIR_COLUMNS = ["metric", "a", "b", "seeds", "p_a_beats_b", "seed_pair_share"]
@@ -145,9 +148,7 @@ def plot_metrics(summary: pd.DataFrame, path: Path, prefix: str) -> Path | None:
     ax.set_ylabel(prefix.rstrip("/") + " (mean over seeds, 95% bootstrap CI)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_svg(fig, path)
 
 
 def plot_curves(curves: pd.DataFrame, path: Path) -> Path | None:
@@ -170,9 +171,7 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("training loss (nats/token)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_svg(fig, path)
 
 
 def _fmt(x: float) -> str:
@@ -233,7 +232,9 @@ def _headline(summary: pd.DataFrame, lead: str) -> list[str]:
 def write_report(results: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, title: str,
                  settings: dict[str, object], seed: int = 0, lead: str | None = None,
                  sections: dict[str, list[str]] | None = None) -> Path:
-    """Write report.md (with summary.csv, pairwise.csv and SVG plots) into ``out_dir``; return its path.
+    """Write report.md and report.html (with summary.csv, pairwise.csv and SVG plots) into ``out_dir``.
+
+    Returns report.md's path. Every file has the same bytes for the same inputs (seeded bootstrap, fixed SVG ids).
 
     With ``lead`` (a metric), the report opens with the mixes ranked by it, and its family of metrics comes first
     in every table; ``sections`` are extra Markdown sections (title -> lines) placed after the settings.
@@ -272,4 +273,5 @@ def write_report(results: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, tit
     lines += _stability_table(stability)
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_ablation_html(out_dir / "report.html", summary, pairs, stability, curves, title, settings, lead, sections)
     return path

@@ -1,8 +1,9 @@
 """Every path of a run directory: the one place that knows the shape of ``runs/<mix>/``.
 
-Cleaning writes ``docs/``, ``removed/``, ``quarantine/``, ``stats.json``, ``report.md``; the mixture build writes
-``tokenizer/``, ``mds/``, ``streams.yaml``, ``plan.json``, ``catalogue/``; proxies live under ``proxy/``. Nothing
-else in Mixlab joins path segments of a run by hand.
+Cleaning writes ``docs/``, ``removed/``, ``quarantine/``, ``stats.json``, ``report.md``, ``report.html``; the
+mixture build writes ``tokenizer/``, ``mds/``, ``streams.yaml``, ``plan.json``, ``catalogue/`` (and rewrites both
+reports); proxies live under ``proxy/``. Timings go to ``_work/``. Nothing else in Mixlab joins path segments of a
+run by hand.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class RunLayout:
         """A source's removed documents, each with its reason."""
         return self.removed / source
 
+    def quarantine_of(self, source: str) -> Path:
+        """A source's unreadable records, each with its reason and file:line."""
+        return self.quarantine / source
+
     @property
     def work(self) -> Path:
         """Scratch files of the run (events, output lists, timings); not part of the compared outputs."""
@@ -56,6 +61,11 @@ class RunLayout:
         return self.work / "mixture_timings.json"
 
     @property
+    def clean_timings(self) -> Path:
+        """The cleaning pipeline's wall time: kept out of report.md so two runs of a spec compare equal."""
+        return self.work / "clean_timings.json"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats.json"
 
@@ -67,6 +77,11 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        """``report.html``: the self-contained HTML report (charts, examples), beside report.md."""
+        return self.root / "report.html"
 
     @property
     def funnel_chart(self) -> Path:

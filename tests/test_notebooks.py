@@ -5,14 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def _run(name: str, cwd: Path) -> dict:
+# Run after notebook 2's own cells, in its kernel: what a person does with the widgets, done by calling them.
+WIDGET_CELLS = [
+    """first = sorted(sliders)[0]
+before = view["table"].set_index("source").target_tokens.to_dict()
+sliders[first].value = 0.0  # the slider's observer replans
+after = view["table"].set_index("source").target_tokens.to_dict()
+assert view["weights"][first] == 0.0 and after[first] == 0 and after != before, (before, after)
+budget_slider.value = budget_slider.value // 2
+assert view["budget"] == budget_slider.value and 0 < view["table"].target_tokens.sum() <= view["budget"]
+print("slider replanned:", view["estimate"])""",
+    """path = write_mix()  # what the button calls
+print(path.read_text())
+print("valid spec:", load_spec(path).name)
+button.click()  # the button itself writes the next one
+assert regmix.next_spec_path(OUT).name == "mix_v3.yaml"
+for slider in sliders.values():
+    slider.value = 0.0
+assert view["table"] is None and view["error"]  # shown as "cannot be built", not raised
+print("all-zero weights:", view["error"])""",
+]
+
+
+def _run(name: str, cwd: Path, extra: list[str] = ()) -> dict:
     notebook = jupytext.read(NOTEBOOKS / name)
+    notebook.cells += [nbformat.v4.new_code_cell(code) for code in extra]
     NotebookClient(notebook, kernel_name="python3", timeout=240,
                    resources={"metadata": {"path": str(cwd)}}).execute()
     return notebook
@@ -42,10 +66,12 @@ def test_notebooks_run_in_order(work: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "tokens_by_source" not in explored  # the query ran: its result is a table, not an error
     assert "kept_tokens" in explored and "c4." in explored  # token table and a C4 removal reason
 
-    designed = _text(_run("02_design_mixture.py", work))
-    assert "Verdict:" in designed and "valid spec: mix_v1" in designed
+    designed = _text(_run("02_design_mixture.py", work, WIDGET_CELLS))
+    assert "Verdict:" in designed and "Estimate:" in designed and "worth_of_a_token" in designed
+    assert "slider replanned:" in designed and "valid spec: mix_v1" in designed and "all-zero weights:" in designed
     spec = (work / "out" / "mix_v1.yaml").read_text()
     assert spec.startswith("# Designed in notebooks/02_design_mixture.py from mix_v3.yaml")
+    assert (work / "out" / "mix_v2.yaml").is_file()  # written by the button
 
     monkeypatch.setenv("MIXLAB_NB_MIXES", f"{work / 'work' / 'runs' / 'mix_v3'},mix_v1.yaml")
     monkeypatch.setenv("MIXLAB_NB_SEEDS", "2")

@@ -13,6 +13,7 @@ from mixtures.contamination import write_decontam_outputs
 from mixtures.layout import RunLayout
 from mixtures.report.dedup import render_section as render_dedup_section
 from mixtures.report.quality import quality_section
+from mixtures.report.svg import save_svg
 from mixtures.spec import Spec
 
 
@@ -55,7 +56,7 @@ def build_stats(spec: Spec, events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def funnel_chart(stats: dict[str, Any], path: Path) -> None:
-    """Horizontal bars: documents left after each step, one panel per source (SVG, no timestamp)."""
+    """Horizontal bars: documents left after each step, one panel per source (SVG, same bytes every run)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,19 +75,20 @@ def funnel_chart(stats: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{source}: documents remaining after each step", fontsize=10, loc="left")
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
-    plt.close(fig)
+    save_svg(fig, path)
 
 
 def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def render_markdown(stats: dict[str, Any], seconds: float | None) -> str:
-    """The run report: per source the funnel, each rule's removals, line edits and quarantine."""
-    out = [f"# Cleaning report: {stats['spec']}", ""]
-    if seconds is not None:
-        out += [f"Pipeline wall time: {seconds:.1f} s.", ""]
+def render_markdown(stats: dict[str, Any]) -> str:
+    """The run report: per source the funnel, each rule's removals, line edits and quarantine.
+
+    No timings: the report is a compared output (two runs of a spec give the same bytes); the pipeline's wall time
+    is in ``_work/clean_timings.json``.
+    """
+    out = [f"# Cleaning report: {stats['spec']}", "", "Charts and example documents: `report.html`.", ""]
     out += ["![funnel](funnel.svg)", "", "| source | input docs | quarantined | kept docs | kept chars |",
             "|---|---:|---:|---:|---:|"]
     for source, st in stats["sources"].items():
@@ -111,13 +113,15 @@ def render_markdown(stats: dict[str, Any], seconds: float | None) -> str:
 
 
 def write_stats_and_report(spec: Spec, layout: RunLayout, seconds: float | None = None) -> dict[str, Any]:
-    """Write stats.json, funnel.svg and report.md for a finished run; return the stats."""
+    """Write stats.json, funnel.svg and report.md for a finished run (``seconds`` to _work/); return the stats."""
     stats = build_stats(spec, load_events(layout.events))
+    if seconds is not None:
+        layout.work.mkdir(parents=True, exist_ok=True)
+        layout.clean_timings.write_text(json.dumps({"pipeline_seconds": round(seconds, 3)}) + "\n", encoding="utf-8")
     layout.stats.write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     funnel_chart(stats, layout.funnel_chart)
     dedup = render_dedup_section(layout.dedup_clusters)
     decontam = write_decontam_outputs(spec, layout.root)
     quality = quality_section(layout.root)
-    layout.report.write_text(render_markdown(stats, seconds) + dedup + decontam + quality,
-                                           encoding="utf-8")
+    layout.report.write_text(render_markdown(stats) + dedup + decontam + quality, encoding="utf-8")
     return stats

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from mixtures.layout import RunLayout
+from mixtures.report.svg import save_svg
 
 COLUMNS = ["id", "source", "lang", "lang_score", "quality_score"]  # text is read only for the examples
 EXAMPLES = 3
@@ -77,8 +78,7 @@ def _histogram_svg(scores: dict[str, list[float]], path: Path) -> None:
     ax.set_ylabel("share of scored documents")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
-    plt.close(fig)
+    save_svg(fig, path)
 
 
 def _examples(title: str, rows: list[dict[str, Any]]) -> list[str]:
