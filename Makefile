@@ -16,7 +16,7 @@ export PYTHONHASHSEED ?= 0
 export MIXLAB_LID_MODEL ?= $(HOME)/.cache/mixlab/lid.176.ftz
 LID_MODEL := $(MIXLAB_LID_MODEL)
 
-.PHONY: setup mixture tokens ablate propose proxy test lint bench-setup clean-runs notebooks
+.PHONY: setup mixture tokens ablate propose proxy test lint typecheck bench-setup clean-runs notebooks
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ test: $(STAMP) $(LID_MODEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # JupyterLab on the three notebooks. The .py files are the source: jupytext.toml pairs each with an .ipynb (made
 # here when missing) that keeps the outputs. Tiny runs go to runs/notebooks/; a new mix_vN.yaml to mixtures/.

@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from filters.decontam import read_items
-from filters.quality import NEGATIVE, POSITIVE, normalize, train_model
+from filters.quality import NEGATIVE, POSITIVE, normalize
 from mixlab import jobs
 from mixtures import ablation_stats
+from mixtures.classifier import train_model
 from mixtures.layout import RunLayout
 from mixtures.report import html as H
 from mixtures.report import svg
