@@ -23,6 +23,12 @@ EPILOG = """examples:
 """
 
 
+def _version() -> str:
+    from mixlab import __version__
+
+    return __version__
+
+
 def _handler(target: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         module, _, name = target.partition(":")
@@ -41,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixlab", description="Design LLM pretraining data mixtures: clean, dedup, mix, train proxies, compare.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and Beam's worker lines (quiet by default)")
+    parser.add_argument("--version", action="version", version=f"mixlab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("mixture", help="run a mixture spec end to end into runs/<name>/",
@@ -106,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=200, help="rows to print (default 200)")
     p.set_defaults(func=_handler("mixlab.commands.data:tokens"))
 
-    p = sub.add_parser("filters", help="list the filters and named chains a spec may use")
+    p = sub.add_parser("filters", help="list the filters and named chains a spec may use",
+                       description="List every name a spec's `filters:` chain may use: document filters (one "
+                                   "document at a time, fused into one Beam step), corpus stages (need the whole "
+                                   "corpus: URL and line dedup, exact and MinHash dedup, the quality cut) and named "
+                                   "chains (c4, mc4, gopher, fineweb, lang) with their members. Parameters of each "
+                                   "step: docs/spec.md.")
     p.set_defaults(func=_handler("mixlab.commands.data:list_filters"))
 
     p = sub.add_parser("quality", help="train the fastText quality classifier of a spec",

@@ -22,6 +22,7 @@ from filters.quality import FOLDS, fold_model_paths
 from mixtures import schema
 from mixtures.chains import StepList, global_steps, source_steps
 from mixtures.layout import RunLayout
+from mixtures.progress import Watch
 from mixtures.quality_spec import QualitySpec
 from mixtures.spec import SourceSpec, Spec, SpecError, load_spec
 from mixtures.tiny import drop_thin_sources, shrink_spec
@@ -166,7 +167,8 @@ def train_quality(spec: Spec, force: bool = False, runner: str | None = None) ->
     sub = quality_training_spec(spec)
     layout = clean(sub, runner=runner)
     docs = {name: kept_documents(layout, name) for name in sub.sources}
-    return train_classifier(docs, q, out, spec.name, {"spec": spec.spec_path, "fingerprint": key})
+    with Watch(layout.work / "progress", f"quality {spec.name}", ["train"]):  # a heartbeat while fastText trains
+        return train_classifier(docs, q, out, spec.name, {"spec": spec.spec_path, "fingerprint": key})
 
 
 # ---- build ----------------------------------------------------------------------------------------------------
@@ -177,7 +179,8 @@ def build(spec: Spec, layout: RunLayout | None = None) -> dict[str, Any]:
     from mixtures.report.run_html import write_run_html
 
     layout = layout or RunLayout(spec.run_dir)
-    plan = build_mixture(spec, layout)
+    with Watch(layout.work / "progress", f"build {spec.name}", ["tokenize", "mds"]):
+        plan = build_mixture(spec, layout)
     write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
     return plan
 

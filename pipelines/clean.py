@@ -22,7 +22,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms import environments
 
 from filters import registry
-from mixtures import schema
+from mixtures import progress, schema
 from mixtures.chains import GLOBAL_STAGE_BASE, StepList
 from mixtures.layout import RunLayout
 from mixtures.spec import Spec
@@ -192,6 +192,13 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
 def run_pipeline(job: CleanJob, runner: str | None = None, extra: list[str] | None = None) -> float:
     """Run the job's pipeline to completion; return its wall time in seconds."""
     started = time.monotonic()
-    with make_pipeline(pipeline_options(job.spec, runner, extra)) as p:
+    stages = ["read", "filter", *(["quality"] if _has(job, "quality") else []),
+              *(["minhash"] if _has(job, "minhash_dedup") else []), "docs", "removed"]
+    with progress.Watch(job.layout.work / "progress", f"clean {job.spec.name}", stages), \
+            make_pipeline(pipeline_options(job.spec, runner, extra)) as p:
         build_pipeline(p, job)
     return time.monotonic() - started
+
+
+def _has(job: CleanJob, step: str) -> bool:
+    return any(name == step for steps in (*job.steps.values(), job.global_steps) for name, _ in steps)

@@ -27,6 +27,7 @@ import apache_beam as beam
 from filters import dedup as dd
 from filters.base import Document
 from filters.params import resolve
+from mixtures import progress
 from pipelines.stages import KEPT, REMOVED, split_tagged
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,6 @@ class _Signatures(beam.DoFn):
                  cross_source: bool, verify: bool) -> None:
         self.params, self.unit, self.char_ngram = params, unit, char_ngram
         self.char_sources, self.cross_source, self.verify = tuple(char_sources), cross_source, verify
-        self.seen = 0
 
     def process(self, doc: Document) -> Iterator[tuple[Any, tuple[Node, Any]]]:
         p = self.params
@@ -184,9 +184,7 @@ class _Signatures(beam.DoFn):
         unit = _unit_for(doc, text, self.unit, self.char_sources)
         n = self.char_ngram if unit == "char" else p.ngram
         shingles = dd.shingle_hashes(dd.token_hashes(text, unit), n)
-        self.seen += 1
-        if self.seen % 20_000 == 0:
-            log.info("minhash: %d signatures on this worker", self.seen)
+        progress.count("minhash", doc.source)
         if len(shingles) == 0:  # shorter than one shingle: never clustered (docs/dedup.md)
             return
         sig = dd.signature(shingles, p.num_perm, p.seed)

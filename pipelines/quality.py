@@ -30,6 +30,7 @@ from filters.quality import (
     fold_model_paths,
     top_percent_cutoff,
 )
+from mixtures import progress
 from pipelines.stages import KEPT, REMOVED, split_tagged
 
 QUALITY_MODEL_ENV = "MIXLAB_QUALITY_MODEL"
@@ -53,6 +54,8 @@ class ScoreBatch(beam.DoFn):
 
     def process(self, batch: list[Document]) -> Iterator[Document]:
         assert self.model is not None
+        if batch:
+            progress.count("quality", batch[0].source, len(batch))
         for doc, score in zip(batch, self.model.score_docs(batch), strict=True):
             yield replace(doc, meta={**doc.meta, "quality_score": score})
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from filters.base import Document, run_chain
 from filters.registry import build_filter
+from mixtures import progress
 from pipelines.readers import Quarantined, ReaderOptions, read_located
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class ReadRecords(beam.DoFn):
             if n % 20_000 == 0:
                 log.info("%s: read %d documents from %s (%.0f docs/s)", self.opts.source, n, path,
                          n / max(time.monotonic() - started, 1e-9))
+            progress.count("read", self.opts.source, 1, len(record.text))
             yield KEPT, (location, record)
             if self.limit is not None and n >= self.limit:
                 log.info("%s: stopped at limit=%d in %s", self.opts.source, self.limit, path)
@@ -88,6 +90,8 @@ class ApplyFilters(beam.DoFn):
 
     def process(self, doc: Document) -> Iterator[Any]:
         source = doc.source
+        if self.first_stage == 0:
+            progress.count("filter", source)
         outcome = run_chain(doc, self.chain)
         for reason, chars in outcome.edits.items():
             yield EDITS, ((source, reason), chars)
@@ -133,6 +137,7 @@ class _WriteShard(beam.DoFn):
         ordered = sorted(rows, key=sort_key)
         path = f"{self.directory}/{group}/part-{shard:05d}-of-{self.shards:05d}.parquet"
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        progress.count(Path(self.directory).name, group, len(ordered))  # "docs", "removed", "quarantine"
         table = pa.Table.from_pylist(ordered, schema=self.schema)
         pq.write_table(table, path, compression="zstd", row_group_size=10_000)
         yield path

@@ -28,3 +28,15 @@ def test_proxy_train_existing_checkpoints_without_resume(tiny_mixture: Path, tmp
     err = capsys.readouterr().err.strip()
     assert "--resume" in err and "\n" not in err
     assert sorted(p.name for p in out.rglob("*")) == ["checkpoints", "step-000004.pt"]
+
+
+def test_version_and_self_describing_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from mixlab import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mixlab {__version__}"
+    with pytest.raises(SystemExit):
+        main(["filters", "--help"])
+    out = capsys.readouterr().out
+    assert "document filters" in out and "corpus stages" in out and "named chains" in out
