@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from filters.decontam import EvalIndex
 from mixtures.layout import RunLayout
+from mixtures.report.tables import markdown_table
 from mixtures.spec import Spec
 
 HITS_SCHEMA = pa.schema([("source", pa.string()), ("doc_id", pa.string()), ("task", pa.string()),
@@ -81,33 +82,34 @@ def _users(spec: Spec, name: str) -> list[str]:
 
 
 def _contamination_tables(sources: list[str], hits: list[dict[str, Any]], indexes: list[EvalIndex]) -> list[str]:
-    out = ["| source | docs hit | dropped | spans removed | tagged | eval items hit |",
-           "|---|---:|---:|---:|---:|---:|"]
+    per_source = []
     by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for h in hits:
         by_source[h["source"]].append(h)
     for source in sorted(set(sources) | set(by_source)):
         rows = by_source[source]
         actions = {a: len({h["doc_id"] for h in rows if h["action"] == a}) for a in ("drop", "remove_span", "tag")}
-        out.append(f"| {source} | {len({h['doc_id'] for h in rows}):,} | {actions['drop']:,} | "
-                   f"{actions['remove_span']:,} | {actions['tag']:,} | "
-                   f"{len({(h['task'], h['item_id']) for h in rows}):,} |")
+        per_source.append((source, f"{len({h['doc_id'] for h in rows}):,}", f"{actions['drop']:,}",
+                           f"{actions['remove_span']:,}", f"{actions['tag']:,}",
+                           f"{len({(h['task'], h['item_id']) for h in rows}):,}"))
+    out = markdown_table(["source", "docs hit", "dropped", "spans removed", "tagged", "eval items hit"], per_source,
+                         "lrrrrr")
     items: dict[str, set[str]] = defaultdict(set)
     short: Counter[str] = Counter()
     for index in indexes:
         for task, ids in index.items_of_task().items():
             items[task] |= ids
         short.update(index.short_items)
-    out += ["", "| task | items | items hit | clean items | shorter than n (never hit) | docs hit | sources |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+    per_task = []
     for task in sorted(set(items) | {h["task"] for h in hits}):
         rows = [h for h in hits if h["task"] == task]
         hit_items = {h["item_id"] for h in rows}
         docs = Counter(s for s, _ in {(h["source"], h["doc_id"]) for h in rows})
         sources = ", ".join(f"{s} {n}" for s, n in sorted(docs.items()))
-        out.append(f"| {task} | {len(items[task]):,} | {len(hit_items):,} | {len(items[task] - hit_items):,} | "
-                   f"{short[task]:,} | {sum(docs.values()):,} | {sources or '-'} |")
-    return out
+        per_task.append((task, f"{len(items[task]):,}", f"{len(hit_items):,}", f"{len(items[task] - hit_items):,}",
+                         f"{short[task]:,}", f"{sum(docs.values()):,}", sources or "-"))
+    return [*out, "", *markdown_table(["task", "items", "items hit", "clean items", "shorter than n (never hit)",
+                                       "docs hit", "sources"], per_task, "lrrrrrl")]
 
 
 def render_section(hits: list[dict[str, Any]], indexes: list[EvalIndex], pii: dict[str, dict[str, int]],
@@ -120,12 +122,11 @@ def render_section(hits: list[dict[str, Any]], indexes: list[EvalIndex], pii: di
                 "`decontam/hits.parquet`; per document: `meta.contamination`).", ""]
         out += _contamination_tables(decontam, hits, indexes)
     if masked:
-        out += ["", "| source | kept docs with PII | e-mails | IP addresses | phone numbers |",
-                "|---|---:|---:|---:|---:|"]
-        for source in sorted(set(masked) | set(pii)):  # sources with nothing masked get a row of zeros
-            c = pii.get(source, {})
-            out.append(f"| {source} | {c.get('docs', 0):,} | " + " | ".join(f"{c.get(k, 0):,}" for k in PII_KINDS)
-                       + " |")
+        rows = [(source, f"{pii.get(source, {}).get('docs', 0):,}",
+                 *(f"{pii.get(source, {}).get(k, 0):,}" for k in PII_KINDS))
+                for source in sorted(set(masked) | set(pii))]  # sources with nothing masked get a row of zeros
+        out += ["", *markdown_table(["source", "kept docs with PII", "e-mails", "IP addresses", "phone numbers"],
+                                    rows, "lrrrr")]
     return "\n".join(out) + "\n"
 
 

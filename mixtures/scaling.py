@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixtures.report import tables
+
 # Muennighoff et al. 2023, fitted constants (see module docstring).
 A = math.exp(6.255414)
 B = math.exp(7.3049974)
@@ -126,12 +128,10 @@ def compare(compute: float, tiers: list[Tier]) -> tuple[list[Option], str]:
 
 def markdown_table(options: list[Option]) -> str:
     """The options as a Markdown table."""
-    lines = ["| tier | params | tokens | unique | epochs | effective tokens D' | law loss | penalised loss |",
-             "|---|---|---|---|---|---|---|---|"]
-    for o in options:
-        lines.append(f"| {o.tier} | {_si(o.params)} | {_si(o.tokens)} | {_si(o.unique_tokens)} | "
-                     f"{o.epochs:.3g} | {_si(o.effective_tokens)} | {o.law_loss:.4f} | {o.loss:.4f} |")
-    return "\n".join(lines)
+    return "\n".join(tables.markdown_table(
+        ["tier", "params", "tokens", "unique", "epochs", "effective tokens D'", "law loss", "penalised loss"],
+        [(o.tier, _si(o.params), _si(o.tokens), _si(o.unique_tokens), f"{o.epochs:.3g}", _si(o.effective_tokens),
+          f"{o.law_loss:.4f}", f"{o.loss:.4f}") for o in options]))
 
 
 def _si(x: float) -> str:

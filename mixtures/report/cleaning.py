@@ -14,6 +14,7 @@ from mixtures.layout import RunLayout
 from mixtures.report.dedup import render_section as render_dedup_section
 from mixtures.report.quality import quality_section
 from mixtures.report.svg import save_svg
+from mixtures.report.tables import markdown_table
 from mixtures.spec import Spec
 
 
@@ -89,25 +90,29 @@ def render_markdown(stats: dict[str, Any]) -> str:
     is in ``_work/clean_timings.json``.
     """
     out = [f"# Cleaning report: {stats['spec']}", "", "Charts and example documents: `report.html`.", ""]
-    out += ["![funnel](funnel.svg)", "", "| source | input docs | quarantined | kept docs | kept chars |",
-            "|---|---:|---:|---:|---:|"]
+    out += ["![funnel](funnel.svg)", ""]
+    out += markdown_table(
+        ["source", "input docs", "quarantined", "kept docs", "kept chars"],
+        [(source, f"{st['input']['docs']:,}", f"{st['quarantined']['docs']:,}",
+          f"{st['kept']['docs']:,} ({_pct(st['kept']['docs'], st['input']['docs'])})",
+          f"{st['kept']['chars']:,} ({_pct(st['kept']['chars'], st['input']['chars'])})")
+         for source, st in stats["sources"].items()], "lrrrr")
     for source, st in stats["sources"].items():
-        out.append(f"| {source} | {st['input']['docs']:,} | {st['quarantined']['docs']:,} | "
-                   f"{st['kept']['docs']:,} ({_pct(st['kept']['docs'], st['input']['docs'])}) | "
-                   f"{st['kept']['chars']:,} ({_pct(st['kept']['chars'], st['input']['chars'])}) |")
-    for source, st in stats["sources"].items():
-        out += ["", f"## {source}", "", "| stage | step | docs in | removed | docs out |", "|---:|---|---:|---:|---:|"]
-        out += [f"| {f['stage']} | {f['step']} | {f['docs_in']:,} | {f['removed']:,} | {f['docs_out']:,} |"
-                for f in st["funnel"]]
+        out += ["", f"## {source}", ""]
+        out += markdown_table(["stage", "step", "docs in", "removed", "docs out"],
+                              [(f["stage"], f["step"], f"{f['docs_in']:,}", f"{f['removed']:,}", f"{f['docs_out']:,}")
+                               for f in st["funnel"]], "rlrrr")
         if st["removed"]:
-            out += ["", "| removal reason | docs | chars |", "|---|---:|---:|"]
-            out += [f"| `{r}` | {v['docs']:,} | {v['chars']:,} |" for r, v in st["removed"].items()]
+            out += ["", *markdown_table(["removal reason", "docs", "chars"],
+                                        [(f"`{r}`", f"{v['docs']:,}", f"{v['chars']:,}")
+                                         for r, v in st["removed"].items()], "lrr")]
         if st["line_edits"]:
-            out += ["", "| line-level reason (page kept or not) | chars removed |", "|---|---:|"]
-            out += [f"| `{r}` | {c:,} |" for r, c in sorted(st["line_edits"].items())]
+            out += ["", *markdown_table(["line-level reason (page kept or not)", "chars removed"],
+                                        [(f"`{r}`", f"{c:,}") for r, c in sorted(st["line_edits"].items())], "lr")]
         if st["quarantined"]["docs"]:
-            out += ["", "| quarantine reason | records |", "|---|---:|"]
-            out += [f"| `{r}` | {n:,} |" for r, n in sorted(st["quarantined"]["by_reason"].items())]
+            reasons = sorted(st["quarantined"]["by_reason"].items())
+            out += ["", *markdown_table(["quarantine reason", "records"], [(f"`{r}`", f"{n:,}") for r, n in reasons],
+                                        "lr")]
             out += ["", f"Quarantined records with file and line: `quarantine/{source}/`."]
     return "\n".join(out) + "\n"
 

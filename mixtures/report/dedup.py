@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mixtures.report.tables import markdown_table
+
 SNIPPET_CHARS = 160
 SIZE_BINS = [(2, 2), (3, 3), (4, 4), (5, 8), (9, 16), (17, 64), (65, 1024), (1025, None)]
 CLUSTER_SCHEMA = pa.schema([
@@ -73,29 +75,26 @@ def render_section(clusters_path: Path, top: int = 5) -> str:
     for row in rows:
         clusters.setdefault(row["cluster_id"], []).append(row)
     out = ["", "## Dedup", "", f"Cluster members with survivor and reason: `{clusters_path.parent.name}/"
-           f"{clusters_path.name}`.", "", "| method | clusters | documents in clusters | removed |",
-           "|---|---:|---:|---:|"]
+           f"{clusters_path.name}`.", ""]
+    methods = []
     for method in sorted({r["method"] for r in rows}):
         members = [r for r in rows if r["method"] == method]
-        ids = {r["cluster_id"] for r in members}
         removed = sum(r["status"] != "kept" for r in members)
-        out.append(f"| {method} | {len(ids):,} | {len(members):,} | {removed:,} |")
+        methods.append((method, f"{len({r['cluster_id'] for r in members}):,}", f"{len(members):,}", f"{removed:,}"))
+    out += markdown_table(["method", "clusters", "documents in clusters", "removed"], methods, "lrrr")
     sizes = [max(r["cluster_size"] for r in members) for members in clusters.values()]
-    out += ["", "| cluster size | clusters |", "|---|---:|"]
-    for lo, hi in SIZE_BINS:
-        n = sum(1 for s in sizes if s >= lo and (hi is None or s <= hi))
-        if n:
-            out.append(f"| {_bin_label(lo, hi)} | {n:,} |")
+    bins = [(_bin_label(lo, hi), sum(1 for s in sizes if s >= lo and (hi is None or s <= hi))) for lo, hi in SIZE_BINS]
+    out += ["", *markdown_table(["cluster size", "clusters"], [(label, f"{n:,}") for label, n in bins if n], "lr")]
     largest = sorted(clusters.items(), key=lambda kv: (-max(r["cluster_size"] for r in kv[1]), kv[0]))[:top]
-    out += ["", f"Largest {len(largest)} clusters:", "", "| cluster | size | survivor | example member |",
-            "|---|---:|---|---|"]
+    examples = []
     for cid, members in largest:
-        survivor = members[0]["survivor_id"]
         example = next((m for m in members if m["status"] != "kept"), members[0])
-        out.append(f"| `{cid}` | {max(m['cluster_size'] for m in members)} | `{survivor}` | "
-                   f"`{example['source']}/{example['doc_id']}`: {_cell(example['snippet'])} |")
+        examples.append((f"`{cid}`", max(m["cluster_size"] for m in members), f"`{members[0]['survivor_id']}`",
+                         f"`{example['source']}/{example['doc_id']}`: {_cell(example['snippet'])}"))
+    out += ["", f"Largest {len(largest)} clusters:", "",
+            *markdown_table(["cluster", "size", "survivor", "example member"], examples, "lrll")]
     return "\n".join(out) + "\n"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("`", "'")[:120]
+    return text.replace("`", "'")[:120]  # the table writer escapes "|"

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from mixtures.layout import RunLayout
 from mixtures.report.svg import save_svg
+from mixtures.report.tables import markdown_table
 
 COLUMNS = ["id", "source", "lang", "lang_score", "quality_score"]  # text is read only for the examples
 EXAMPLES = 3
@@ -43,7 +44,7 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
-    return (flat[:SNIPPET] + ("…" if len(flat) > SNIPPET else "")).replace("|", "\\|")
+    return flat[:SNIPPET] + ("…" if len(flat) > SNIPPET else "")  # the table writer escapes "|"
 
 
 def _language_table(kept: list[dict[str, Any]]) -> list[str]:
@@ -53,12 +54,13 @@ def _language_table(kept: list[dict[str, Any]]) -> list[str]:
             by_source.setdefault(row["source"], Counter())[row["lang"]] += 1
     if not by_source:
         return []
-    out = ["", "### Languages of kept documents", "", "| source | docs | top languages |", "|---|---:|---|"]
+    rows = []
     for source, counts in sorted(by_source.items()):
         total = sum(counts.values())
-        top = ", ".join(f"{lang} {100 * n / total:.0f}%" for lang, n in counts.most_common(5))
-        out.append(f"| {source} | {total:,} | {top} |")
-    return out
+        rows.append((source, f"{total:,}", ", ".join(f"{lang} {100 * n / total:.0f}%"
+                                                       for lang, n in counts.most_common(5))))
+    return ["", "### Languages of kept documents", "",
+            *markdown_table(["source", "docs", "top languages"], rows, "lrl")]
 
 
 def _histogram_svg(scores: dict[str, list[float]], path: Path) -> None:
@@ -84,10 +86,10 @@ def _histogram_svg(scores: dict[str, list[float]], path: Path) -> None:
 def _examples(title: str, rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    out = ["", title, "", "| score | id | reason | text |", "|---:|---|---|---|"]
-    out += [f"| {r['quality_score']:.3g} | `{r['id']}` | {r.get('reason') or 'kept'} | {_snippet(r['text'])} |"
-            for r in _with_text(rows)]
-    return out
+    return ["", title, "", *markdown_table(
+        ["score", "id", "reason", "text"],
+        [(f"{r['quality_score']:.3g}", f"`{r['id']}`", r.get("reason") or "kept", _snippet(r["text"]))
+         for r in _with_text(rows)], "rlll")]
 
 
 def _quality_tables(kept: list[dict[str, Any]], removed: list[dict[str, Any]], root: Path) -> list[str]:
@@ -98,13 +100,14 @@ def _quality_tables(kept: list[dict[str, Any]], removed: list[dict[str, Any]], r
     for row in scored:
         by_source.setdefault(row["source"], []).append(row["quality_score"])
     _histogram_svg(by_source, root / "quality_scores.svg")
-    out = ["", "### Quality scores", "", "![quality scores](quality_scores.svg)", "",
-           "| source | scored | mean | p10 | p50 | p90 | removed by quality |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for source, values in sorted(by_source.items()):
         values.sort()
         gone = sum(1 for r in removed if r["source"] == source and (r["reason"] or "").startswith("quality."))
-        out.append(f"| {source} | {len(values):,} | {sum(values) / len(values):.3f} | {_quantile(values, 0.1):.3f} "
-                   f"| {_quantile(values, 0.5):.3f} | {_quantile(values, 0.9):.3f} | {gone:,} |")
+        rows.append((source, f"{len(values):,}", f"{sum(values) / len(values):.3f}", f"{_quantile(values, 0.1):.3f}",
+                     f"{_quantile(values, 0.5):.3f}", f"{_quantile(values, 0.9):.3f}", f"{gone:,}"))
+    out = ["", "### Quality scores", "", "![quality scores](quality_scores.svg)", "",
+           *markdown_table(["source", "scored", "mean", "p10", "p50", "p90", "removed by quality"], rows, "lrrrrrr")]
     for source in sorted(by_source):
         low_kept = sorted((r for r in kept if r["source"] == source and r["quality_score"] is not None),
                           key=lambda r: (r["quality_score"], r["id"]))[:EXAMPLES]
