@@ -284,7 +284,10 @@ _BUILT: dict[str, EvalIndex] = {}  # the index last built in this process (a spe
 def build_index(config: IndexConfig) -> EvalIndex:
     """Hash every eval item's n-grams; drop n-grams shared by more than ``max_items_per_ngram`` items."""
     started, hasher = time.monotonic(), TokenHasher()
-    hash_parts, item_parts, item_ids, item_tasks = [], [], [], []
+    hash_parts: list[np.ndarray] = []
+    item_parts: list[np.ndarray] = []
+    item_ids: list[str] = []
+    item_tasks: list[int] = []
     tasks = [task_name(Path(f)) for f in config.files]
     short: dict[str, int] = {}
     for t, path in enumerate(config.files):
@@ -365,7 +368,8 @@ class Decontam:
         if len(rows) == 0:
             return []
         _, spans = tokenize(text, self.index.normalise, spans=True)
-        n, per_item = self.index.n, {}
+        n = self.index.n
+        per_item: dict[int, list[int]] = {}
         for row, item in zip(rows.tolist(), items.tolist(), strict=True):
             per_item.setdefault(item, []).append(row)
         records = []

@@ -154,7 +154,10 @@ class PIIMasker:
 
     def mask(self, text: str) -> tuple[str, dict[str, int], dict[str, int]]:
         """Masked text, matches per kind, characters masked per kind."""
-        out, counts, chars, last = [], {}, {}, 0
+        out: list[str] = []
+        counts: dict[str, int] = {}
+        chars: dict[str, int] = {}
+        last = 0
         for s, e, kind in find_pii(text, self.kinds):
             out += [text[last:s], self.tokens[kind]]
             counts[kind] = counts.get(kind, 0) + 1
@@ -170,11 +173,12 @@ class PIIMasker:
         return Verdict(True, text=text, edits={f"pii.{k}": v for k, v in chars.items()}, tags={"pii": counts})
 
 
-def pii(kinds: Annotated[Sequence[Kind], Field(description="what to mask: `email`, `ip`, `phone`")] = KINDS,
+def pii(kinds: Annotated[Sequence[Kind], Field(description="what to mask: `email`, `ip`, `phone`")] = (
+            "email", "ip", "phone"),
         placeholders: Annotated[dict[Kind, str] | None, Field(description=(
             "replacement per kind; defaults `<EMAIL>`, `<IP_ADDRESS>`, `<PHONE>`"))] = None) -> PIIMasker:
     """The ``pii`` filter: mask ``kinds`` (email, ip, phone) with ``placeholders`` (defaults: ``<EMAIL>``...)."""
-    return PIIMasker(tuple(kinds), dict(placeholders or {}))
+    return PIIMasker(tuple(kinds), {str(k): v for k, v in (placeholders or {}).items()})
 
 
 PiiParams = params_model(pii, "PiiParams", doc="Mask e-mail addresses, public IP addresses and phone numbers.")

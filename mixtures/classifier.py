@@ -232,5 +232,5 @@ def train_classifier(docs: dict[str, list[Document]], q: QualitySpec, out: Path,
     (out.parent / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("quality: %s trained; holdout ROC AUC %.3f, precision %.3f, recall %.3f; fold models (out of fold): "
              "mean ROC AUC %s", out, evaluation["roc_auc"], evaluation["precision"], evaluation["recall"],
-             cross_fit["mean"]["roc_auc"])
+             _mean_metrics(folds)["roc_auc"])
     return out

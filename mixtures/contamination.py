@@ -105,9 +105,9 @@ def _contamination_tables(sources: list[str], hits: list[dict[str, Any]], indexe
         rows = [h for h in hits if h["task"] == task]
         hit_items = {h["item_id"] for h in rows}
         docs = Counter(s for s, _ in {(h["source"], h["doc_id"]) for h in rows})
-        sources = ", ".join(f"{s} {n}" for s, n in sorted(docs.items()))
+        hit_by = ", ".join(f"{s} {n}" for s, n in sorted(docs.items()))
         per_task.append((task, f"{len(items[task]):,}", f"{len(hit_items):,}", f"{len(items[task] - hit_items):,}",
-                         f"{short[task]:,}", f"{sum(docs.values()):,}", sources or "-"))
+                         f"{short[task]:,}", f"{sum(docs.values()):,}", hit_by or "-"))
     return [*out, "", *markdown_table(["task", "items", "items hit", "clean items", "shorter than n (never hit)",
                                        "docs hit", "sources"], per_task, "lrrrrrl")]
 

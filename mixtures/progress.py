@@ -96,7 +96,7 @@ def totals(folder: Path) -> dict[str, dict[str, list[int]]]:
 
 def summary_line(title: str, stages: list[str], counts: dict[str, dict[str, list[int]]], elapsed: float) -> str:
     """``clean 00:42: read 12,345 docs, 45.6 MB (294 docs/s) | filter 10,000 | write 8,000``."""
-    parts = []
+    parts: list[str] = []
     for stage in stages:
         if stage not in counts:  # not reached yet (or not counted by this runner)
             continue

@@ -79,8 +79,8 @@ def _from_mapping(obj: Any, opts: ReaderOptions, location: str, fallback_id: str
         return Quarantined(opts.source, f"lone_surrogate:char {err.start}", location, _snippet(repr(text)))
     doc_id = obj.get(opts.id_field)
     doc_id = fallback_id if doc_id is None or doc_id == "" else str(doc_id)
-    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-    meta = dict(meta)
+    given = obj.get("meta")
+    meta: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
     for key, value in obj.items():
         if key not in (opts.text_field, opts.id_field, opts.url_field, "meta", "source"):
             meta.setdefault(key, value)
@@ -182,7 +182,7 @@ class _GuardedStream(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
+def open_binary(path: str | Path) -> io.BufferedReader:
     """Open a local file for reading bytes, decompressing gzip and zstd (by content, else by name).
 
     Damaged compressed data ends the stream early instead of raising; readers check ``.raw.failure``.

@@ -20,7 +20,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -233,7 +233,7 @@ def score_task(model: MPT, tokenizer: Tokenizer, path: Path, fewshot: int, limit
     for req, score in zip(requests, scores, strict=True):
         per_item.setdefault(req.item, []).append(score)
     task = path.name.removesuffix(".jsonl.gz")
-    row = {"task": task, "items": len(items), "fewshot": fewshot}
+    row: dict[str, Any] = {"task": task, "items": len(items), "fewshot": fewshot}
     if all(len(s) == 1 for s in per_item.values()):  # language modelling (LAMBADA): greedy exact match
         row.update(kind="language_modeling", acc=float(np.mean([s[0][2] for s in per_item.values()])),
                    acc_norm=None, chance=0.0,

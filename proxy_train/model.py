@@ -106,7 +106,7 @@ class Attention(nn.Module):
         self.cfg = cfg
         self.Wqkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
-        self.out_proj._is_residual = True
+        self.out_proj._is_residual = True  # type: ignore[assignment]  # MPT's init scales residual outputs
 
     def forward(self, x: torch.Tensor, slopes: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
@@ -122,7 +122,7 @@ class MLP(nn.Module):
         super().__init__()
         self.up_proj = nn.Linear(cfg.d_model, cfg.expansion_ratio * cfg.d_model, bias=False)
         self.down_proj = nn.Linear(cfg.expansion_ratio * cfg.d_model, cfg.d_model, bias=False)
-        self.down_proj._is_residual = True
+        self.down_proj._is_residual = True  # type: ignore[assignment]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.gelu(self.up_proj(x)))

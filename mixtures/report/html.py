@@ -164,7 +164,7 @@ class Section:
 
     anchor: str
     title: str
-    body: list[str]
+    body: Sequence[str]
 
 
 def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:

@@ -324,7 +324,7 @@ def _language_quality(stats: dict[str, Any], spec: Spec, layout: RunLayout) -> H
                                      "quality_score (1 = like the positive sources)", cuts=cuts))
     body: list[str] = []
     if langs:
-        ranking = Counter()
+        ranking: Counter[str] = Counter()
         for c in langs.values():
             ranking.update(c)
         top = [lang for lang, _ in ranking.most_common() if lang != "(none)"][:TOP_LANGS]
