@@ -46,7 +46,7 @@ def mixes(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> list[Mix]:
 
 
 def _docs(mix: Mix) -> pd.DataFrame:
-    return pd.read_parquet(mix.run_dir / "catalogue" / "docs.parquet", columns=["source", "id", "kept", "split"])
+    return pd.read_parquet(mix.run_dir / "catalogue" / "docs", columns=["source", "id", "kept", "split"])  # parts
 
 
 def test_heldout_of_one_mix_is_never_trained_by_another(mixes: list[Mix]) -> None:
