@@ -15,7 +15,7 @@ groups of one file (:func:`list_parts`), in file order, so a document's place in
    writes the held-out stream (at most ``max_docs`` documents plus what fills one sequence), one per removed part
    counts removed documents for the catalogue.
 
-The driver (this module's ``Driver*`` helpers, called by ``pipelines/build.py``) only ever holds per-part totals,
+The driver (the functions under "driver" below, called by ``pipelines/build.py``) only ever holds per-part totals,
 bounded candidate lists and per-stream shard lists: it merges candidates into the held-out set and the tokenizer
 sample, plans targets from the aggregated counts (:func:`mixtures.plan.make_plan`), apportions them to parts, then
 merges the parts' MDS indexes and writes ``streams.yaml``, ``plan.json``, the small catalogue tables and the

@@ -80,26 +80,31 @@ def _shuffled(streaming: object, manifest: dict, seed: int) -> object:
                                       num_canonical_nodes=1, replication=None)
 
 
+def _planned_samples(run: Path) -> dict[str, int]:
+    return {s["source"]: s["samples"] for s in json.loads((run / "plan.json").read_text())["sources"]}
+
+
 def test_one_epoch_reads_every_stream_at_its_planned_samples(mixed: Path) -> None:
     manifest = yaml.safe_load((mixed / "streams.yaml").read_text())
-    plan = {s["source"]: s["samples"] for s in json.loads((mixed / "plan.json").read_text())["sources"]}
-    assert {s: e["choose"] for s, e in manifest["streams"].items()} == plan
-    assert all("proportion" not in e for e in manifest["streams"].values())  # streaming takes one of the two
+    plan = _planned_samples(mixed)
     streaming = import_streaming()
     owner = _owners(streaming, manifest)
     for seed in (0, 1, 2, 3, 4):
         assert _count(streaming, _shuffled(streaming, manifest, seed), owner) == plan, seed
+    assert {s: e["choose"] for s, e in manifest["streams"].items()} == plan
+    assert all("proportion" not in e for e in manifest["streams"].values())  # streaming takes one of the two
 
 
 def test_mixlabs_trainer_reads_the_same_epoch(mixed: Path) -> None:
     from proxy_train import data
 
     mix = data.load_streams(mixed)
-    plan = {s: t.choose for s, t in mix.streams.items()}
+    plan = _planned_samples(mixed)
     streaming = import_streaming()
     owner = _owners(streaming, yaml.safe_load((mixed / "streams.yaml").read_text()))
-    data.clean_shared_memory()
-    assert _count(streaming, data.train_dataset(mix, 8, sum(plan.values()), seed=5), owner) == plan
+    for seed in (0, 1, 2, 3):
+        data.clean_shared_memory()
+        assert _count(streaming, data.train_dataset(mix, 8, sum(plan.values()), seed=seed), owner) == plan, seed
     data.clean_shared_memory()
     half = _count(streaming, data.train_dataset(mix, 8, 1000, seed=5), owner)
     assert sum(half.values()) == 1000 and all(abs(half[s] - 1000 * plan[s] / sum(plan.values())) < 1 for s in plan)
@@ -107,7 +112,8 @@ def test_mixlabs_trainer_reads_the_same_epoch(mixed: Path) -> None:
 
 def test_first_samples_hold_the_planned_shares(mixed: Path) -> None:
     manifest = yaml.safe_load((mixed / "streams.yaml").read_text())
-    total = sum(e["choose"] for e in manifest["streams"].values())
+    plan = _planned_samples(mixed)
+    total = sum(plan.values())
     streaming = import_streaming()
     owner = _owners(streaming, manifest)
     first, seeds = 200, range(8)
@@ -117,7 +123,7 @@ def test_first_samples_hold_the_planned_shares(mixed: Path) -> None:
         for s in shares:
             shares[s].append(counts.get(s, 0) / first)
     for s, got in shares.items():
-        planned = manifest["streams"][s]["choose"] / total
+        planned = plan[s] / total
         sigma = (planned * (1 - planned) / first) ** 0.5  # a random sample of 200 of the epoch
         assert abs(np.mean(got) - planned) <= 3 * sigma / len(seeds) ** 0.5 + 0.002, (s, planned, got)
     shards = [len(json.loads((Path(e["local"]) / "index.json").read_text())["shards"])
@@ -129,11 +135,11 @@ def test_tokenizer_folder_loads_with_transformers(mixed: Path) -> None:
     from transformers import AutoTokenizer
 
     manifest = yaml.safe_load((mixed / "streams.yaml").read_text())
-    folder = Path(manifest["tokenizer"])
-    assert folder.is_absolute() and folder == mixed / "tokenizer"
-    assert {p.name for p in folder.iterdir()} >= {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    folder = mixed / "tokenizer"
     tok = AutoTokenizer.from_pretrained(str(folder))
     assert tok.eos_token_id == manifest["eos_token_id"] != 0
+    assert manifest["tokenizer"] == str(folder)  # absolute, the folder
+    assert {p.name for p in folder.iterdir()} >= {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
     assert tok.pad_token_id == 0 and tok.eos_token == "<|endoftext|>"
     text = "Héllo wörld — 日本語 🙂\n\tplain ascii, two  spaces."
     ids = tok(text)["input_ids"]
