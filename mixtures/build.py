@@ -24,6 +24,7 @@ report. Every check (data present, epoch caps, quality scores) runs before any o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 DOC_COLUMNS = ["id", "url", "text", "lang", "lang_score", "quality_score", "n_chars", "dup_cluster_id"]
 CATALOGUE_COLUMNS = [c for c in DOC_COLUMNS if c != "text"]
 ROWS_PER_PART = 20_000  # a part is whole row groups (the cleaner writes 10,000 rows each) up to about this many rows
+BATCH_ROWS = 512  # documents a worker tokenizes at once (texts never held for a whole part)
 REPORT_MARK = "<!-- mixlab:mixture -->"
 
 
@@ -111,8 +113,14 @@ def list_parts(folder: Path, source: str, kind: str, rows_per_part: int = ROWS_P
 
 
 def read_part(part: Part, columns: list[str]) -> pa.Table:
-    """The part's rows (only ``columns``)."""
+    """The part's rows (only ``columns``; for small columns: texts are read in batches, :func:`part_batches`)."""
     return pq.ParquetFile(part.path).read_row_groups(list(part.row_groups), columns=columns)
+
+
+def part_batches(part: Part, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The part's rows in batches of ``rows``: at most one row group is decoded at a time."""
+    yield from pq.ParquetFile(part.path).iter_batches(batch_size=rows, row_groups=list(part.row_groups),
+                                                      columns=columns, use_threads=False)
 
 
 # ---- what workers share ------------------------------------------------------------------------------------------
@@ -169,6 +177,18 @@ class WriteTask:
         return f"{self.kind}/{self.source}/{self.part.name if self.part else '-'}"
 
 
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def _memmap(path: Path) -> np.ndarray:
+    """A token cache file (raw int32) as a read-only array, without reading it."""
+    if not path.stat().st_size:
+        return np.zeros(0, dtype=np.int32)
+    return np.memmap(path, dtype=np.int32, mode="r")
+
+
 def _write_json(path: Path, value: Any) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -212,34 +232,41 @@ class Worker:
             "chars": chars[:take].tolist()})
 
     def count(self, part: Part) -> str:
-        """Tokenize a part: cache its ids, write its counts table, report totals and validation candidates."""
-        t = read_part(part, DOC_COLUMNS)
+        """Tokenize a part batch by batch: append its ids to the token cache, write its counts table, report
+        totals and validation candidates."""
         tok = self.tok
-        encoded = tokenize(tok, t["text"].to_pylist())
-        tokens_dir = self.s.work("tokens", part.source)
-        tokens_dir.mkdir(parents=True, exist_ok=True)
-        np.save(tokens_dir / f"{part.name}.ids.npy", encoded.ids)
-        if self._table is None:
-            np.save(tokens_dir / f"{part.name}.bytes.npy", encoded.n_bytes)
-        lengths = encoded.lengths
+        folder = self.s.work("tokens", part.source)
+        folder.mkdir(parents=True, exist_ok=True)
+        tables, lengths = [], []
+        with open(folder / f"{part.name}.ids", "wb") as ids_out, \
+                open(folder / f"{part.name}.bytes", "wb") if self._table is None else _nothing() as bytes_out:
+            for batch in part_batches(part, DOC_COLUMNS):
+                encoded = tokenize(tok, batch.column("text").to_pylist())
+                ids_out.write(encoded.ids.tobytes())
+                if bytes_out is not None:
+                    bytes_out.write(encoded.n_bytes.tobytes())
+                lengths.append(encoded.lengths)
+                tables.append(pa.Table.from_batches([batch]).drop_columns(["text"]))
+        lengths_all = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        t = pa.concat_tables(tables) if tables else pa.table({c: [] for c in CATALOGUE_COLUMNS})
         keys = heldout_keys(t["id"].to_pylist(), self.s.seed, part.source)
-        counts = t.drop_columns(["text"]).append_column("n_tokens", pa.array(lengths, pa.int64())) \
+        counts = t.append_column("n_tokens", pa.array(lengths_all, pa.int64())) \
             .append_column("heldout_key", pa.array(keys, pa.uint64()))
         path = self.s.work("counts", part.source, f"{part.name}.parquet")
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(counts, path, compression="zstd")
         lowest = np.argsort(keys, kind="stable")[: self.s.candidates]
         return _write_json(path.with_suffix(".json"), {
-            "rows": part.rows, "tokens": int(lengths.sum()) + part.rows, "token_ids": int(encoded.ids.size),
+            "rows": part.rows, "tokens": int(lengths_all.sum()) + part.rows, "token_ids": int(lengths_all.sum()),
             "bucket": int(in_bucket(keys, self.s.fraction).sum()),
             "quality": len(t) - t["quality_score"].null_count,
             "candidates": {"keys": keys[lowest].tolist(), "rows": (lowest + part.first_row).tolist(),
-                           "lengths": (lengths[lowest] + 1).tolist()}})
+                           "lengths": (lengths_all[lowest] + 1).tolist()}})
 
     def _doc_tokens(self, part: Part) -> tuple[np.ndarray, np.ndarray | None]:
         folder = self.s.work("tokens", part.source)
-        ids = np.load(folder / f"{part.name}.ids.npy", mmap_mode="r")
-        nbytes = None if self._table is not None else np.load(folder / f"{part.name}.bytes.npy", mmap_mode="r")
+        ids = _memmap(folder / f"{part.name}.ids")
+        nbytes = None if self._table is not None else _memmap(folder / f"{part.name}.bytes")
         return ids, nbytes
 
     def _slices(self, part: Part, counts: pa.Table, rows: np.ndarray,
@@ -318,9 +345,11 @@ class Worker:
     def _write_removed(self, task: WriteTask) -> str:
         part = task.part
         assert part is not None
-        columns = [*CATALOGUE_COLUMNS, "reason", *(["text"] if self.s.count_removed else [])]
-        t = read_part(part, columns)
-        n_tokens = count_tokens(self.tok, t["text"].to_pylist()) if self.s.count_removed else None
+        t = read_part(part, [*CATALOGUE_COLUMNS, "reason"])
+        n_tokens = None
+        if self.s.count_removed:
+            n_tokens = np.concatenate([np.zeros(0, dtype=np.int64), *(
+                count_tokens(self.tok, b.column("text").to_pylist()) for b in part_batches(part, ["text"]))])
         rows = {c: t[c] for c in CATALOGUE_COLUMNS}
         catalogue.write_docs_part(self.s.layout.catalogue_docs / f"{part.source}.removed.{part.name}.parquet", {
             **rows, "source": [part.source] * t.num_rows,
@@ -362,13 +391,18 @@ def tokenizer_sample(settings: BuildSettings, parts: dict[str, list[Part]]) -> I
 
 
 def _texts_at(parts: list[Part], rows: np.ndarray) -> dict[int, str]:
+    """The texts of the given source rows, reading each part holding some in batches."""
     wanted = np.sort(rows)
     out: dict[int, str] = {}
     for part in parts:
         local = wanted[(wanted >= part.first_row) & (wanted < part.first_row + part.rows)] - part.first_row
-        if len(local):
-            texts = read_part(part, ["text"])["text"].take(pa.array(local)).to_pylist()
-            out.update(zip((local + part.first_row).tolist(), texts, strict=True))
+        start = 0
+        for batch in part_batches(part, ["text"]) if len(local) else ():
+            inside = local[(local >= start) & (local < start + batch.num_rows)]
+            if len(inside):
+                texts = batch.column("text").take(pa.array(inside - start)).to_pylist()
+                out.update(zip((inside + part.first_row).tolist(), texts, strict=True))
+            start += batch.num_rows
     return out
 
 
