@@ -172,10 +172,6 @@ class WriteTask:
     valid_parts: tuple[tuple[Part, tuple[int, ...]], ...] = ()  # valid: (part, rows) in source order
     samples_per_shard: int = 0
 
-    @property
-    def key(self) -> str:
-        return f"{self.kind}/{self.source}/{self.part.name if self.part else '-'}"
-
 
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
@@ -308,6 +304,7 @@ class Worker:
         if task.quota:
             stream = self.s.layout.stream("train", part.source)
             out = RunLayout.stream_part(stream, part.index)
+            shutil.rmtree(out, ignore_errors=True)  # a retried task starts over
             folder = out.name
             stats = write_stream(out, self._slices(part, counts, order), self.s.eos, self.s.seq_len, task.quota,
                                  self.s.shard_size, task.samples_per_shard)
@@ -329,6 +326,7 @@ class Worker:
             tables.append(counts.take(pa.array(take)))
             docs.append(self._slices(part, counts, take, number))
         stream = self.s.layout.stream("valid", task.source)
+        shutil.rmtree(stream, ignore_errors=True)  # a retried task starts over
         chained = (d for part_docs in docs for d in part_docs)
         stats = write_stream(stream, chained, self.s.eos, self.s.seq_len, None, self.s.shard_size,
                              task.samples_per_shard)
