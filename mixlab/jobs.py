@@ -4,7 +4,8 @@ The CLI, the notebooks, ``mixlab ablate`` and ``mixlab propose`` call these func
 a run is cleaned, when a classifier is (re)trained or when a mixture is built. Each job reads the spec, binds the
 run's resources (quality model, eval index) to the steps that need them, without rewriting the spec, and hands
 the work to the room that does it: Beam (:mod:`pipelines.clean`), the classifier trainer
-(:mod:`mixtures.classifier`), the mixture writer (:mod:`mixtures.build`).
+(:mod:`mixtures.classifier`), the mixture build (Beam work in :mod:`pipelines.build`, its decisions in
+:mod:`mixtures.build`).
 """
 
 from __future__ import annotations
@@ -173,14 +174,16 @@ def train_quality(spec: Spec, force: bool = False, runner: str | None = None) ->
 
 # ---- build ----------------------------------------------------------------------------------------------------
 
-def build(spec: Spec, layout: RunLayout | None = None) -> dict[str, Any]:
-    """Build the spec's mixture from its cleaned run (``spec.run_dir`` unless ``layout``); returns the plan."""
-    from mixtures.build import build_mixture
+def build(spec: Spec, layout: RunLayout | None = None, runner: str | None = None,
+          extra: list[str] | None = None) -> dict[str, Any]:
+    """Build the spec's mixture from its cleaned run (``spec.run_dir`` unless ``layout``) as Beam work on the
+    spec's runner (or ``runner``, with extra pipeline flags); returns the plan."""
     from mixtures.report.run_html import write_run_html
+    from pipelines.build import build_mixture
 
     layout = layout or RunLayout(spec.run_dir)
-    with Watch(layout.work / "progress", f"build {spec.name}", ["tokenize", "mds"]):
-        plan = build_mixture(spec, layout)
+    with Watch(layout.work / "progress", f"build {spec.name}", ["scan", "count", "write"], unit="parts"):
+        plan = build_mixture(spec, layout, runner=runner, extra=extra)
     write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
     return plan
 
@@ -189,7 +192,7 @@ def mixture(spec: Spec, runner: str | None = None, extra: list[str] | None = Non
     """The whole job of ``mixlab mixture``: clean, then build the mixture when the spec has one."""
     layout = clean(spec, runner=runner, extra=extra, force=force)
     if spec.mixture is not None:
-        build(spec)
+        build(spec, runner=runner, extra=extra)
     return layout
 
 

@@ -1,8 +1,9 @@
 """A run's Parquet catalogue (``docs``, ``shards``, ``streams``) and DuckDB over it.
 
-``runs/<mix>/catalogue/docs.parquet`` has one row per document, kept or removed, with its tokens and how often
-it was used; ``shards.parquet`` one row per MDS shard; ``streams.parquet`` one row per MDS stream.
-:func:`connect` opens DuckDB with these as views plus a few summaries (``VIEWS``).
+``runs/<mix>/catalogue/docs/*.parquet`` has one row per document, kept or removed, with its tokens and how often
+it was used, written in parts by the build's workers (one file per kept part, per held-out stream and per removed
+part: no process ever holds the whole table); ``shards.parquet`` one row per MDS shard; ``streams.parquet`` one
+row per MDS stream. :func:`connect` opens DuckDB with these as views plus a few summaries (``VIEWS``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ STREAMS_SCHEMA = pa.schema([
     ("epochs", pa.float64()), ("shards", pa.int64()),
 ])
 TABLES = {"docs": DOCS_SCHEMA, "shards": SHARDS_SCHEMA, "streams": STREAMS_SCHEMA}
+PARTED = {"docs"}  # tables stored as a folder of Parquet parts
 
 # Summaries defined on top of the three tables (each documented in the README's catalogue section).
 VIEWS = {
@@ -63,18 +65,41 @@ def write_table(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def write_docs_part(path: Path, columns: dict[str, Any]) -> Path:
+    """Write one part of the ``docs`` table (columns by name, any array-likes) as ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({f.name: _array(columns[f.name], f.type) for f in DOCS_SCHEMA}, schema=DOCS_SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _array(values: Any, kind: pa.DataType) -> Any:
+    return values.cast(kind) if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, kind)
+
+
+def table_files(run_dir: Path, name: str) -> Path:
+    """Where a table is stored: ``catalogue/<name>.parquet``, or for ``docs`` the folder ``catalogue/docs/``."""
+    folder = Path(run_dir) / "catalogue"
+    return folder / name if name in PARTED else folder / f"{name}.parquet"
+
+
+def _exists(path: Path, name: str) -> bool:
+    return any(path.glob("*.parquet")) if name in PARTED and path.is_dir() else path.is_file()
+
+
 def connect(run_dir: Path) -> Any:
     """An in-memory DuckDB connection with the run's catalogue tables and summaries as views."""
     import duckdb
 
     folder = Path(run_dir) / "catalogue"
-    missing = [n for n in TABLES if not (folder / f"{n}.parquet").exists()]
+    missing = [n for n in TABLES if not _exists(table_files(run_dir, n), n)]
     if missing:
         raise FileNotFoundError(f"{folder}: no catalogue tables {missing}; build the mixture first "
                                 "(mixlab mixture SPEC with a mixture: section)")
     con = duckdb.connect()
     for name in TABLES:
-        path = str(folder / f"{name}.parquet").replace("'", "''")
+        where = table_files(run_dir, name)
+        path = str(where / "*.parquet" if name in PARTED else where).replace("'", "''")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
     for name, sql in VIEWS.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")

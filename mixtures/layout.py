@@ -66,6 +66,11 @@ class RunLayout:
         return self.work / "clean_timings.json"
 
     @property
+    def build_work(self) -> Path:
+        """The mixture build's scratch: per-part token counts, cached token ids, workers' summaries."""
+        return self.work / "build"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats.json"
 
@@ -117,6 +122,7 @@ class RunLayout:
 
     @property
     def tokenizer_file(self) -> Path:
+        """The folder's ``tokenizers`` JSON (what Mixlab's own readers load)."""
         return self.tokenizer / "tokenizer.json"
 
     @property
@@ -124,8 +130,13 @@ class RunLayout:
         return self.root / "mds"
 
     def stream(self, split: str, source: str) -> Path:
-        """One MDS stream folder: ``mds/<split>/<source>``."""
+        """One MDS stream folder: ``mds/<split>/<source>`` (its merged ``index.json``; shards in ``part-NNNNN/``)."""
         return self.mds / split / source
+
+    @staticmethod
+    def stream_part(stream: Path, part: int) -> Path:
+        """The folder one worker writes of a stream: ``<stream>/part-NNNNN`` (its own shards and index.json)."""
+        return stream / f"part-{part:05d}"
 
     @property
     def streams(self) -> Path:
@@ -139,6 +150,11 @@ class RunLayout:
     @property
     def catalogue(self) -> Path:
         return self.root / "catalogue"
+
+    @property
+    def catalogue_docs(self) -> Path:
+        """The catalogue's ``docs`` table: Parquet parts, one per worker task (kept parts, held-out, removed)."""
+        return self.catalogue / "docs"
 
     @property
     def mixture_outputs(self) -> tuple[Path, ...]:

@@ -3,7 +3,13 @@
 Each sample is ``tokens`` (``ndarray:int32``, exactly ``max_seq_len`` ids: documents joined with EOS, as
 llm-foundry's text dataloader reads them) and ``n_bytes`` (``int``: UTF-8 bytes those tokens cover; EOS
 counts 0). Shards are zstd-compressed and carry sha1 and xxh64 hashes. Because every sample holds the same
-number of tokens, streaming's sample ``proportion`` equals a token share.
+number of tokens, streaming's sample weights (``choose``, ``proportion``) are token shares.
+
+A stream is written by many workers, each into its own ``part-NNNNN/`` folder (``MDSWriter``'s shards and
+``index.json``); :func:`merge_indexes` then writes the stream's ``index.json`` listing every part's shards with
+the part folder in their basenames, the layout of ``streaming.base.util.merge_index``. Shards are cut every
+``samples_per_shard`` samples (:func:`samples_per_shard`: the same count for every stream of a mixture, and small,
+so a shuffled read mixes the streams from its first batch), never above the ``size_limit`` bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +32,7 @@ COLUMNS = {"tokens": "ndarray:int32", "n_bytes": "int"}
 COMPRESSION = "zstd"
 HASHES = ["sha1", "xxh64"]
 FLUSH_ROWS = 256  # sequences packed per numpy step
+TARGET_SHARDS = 1024  # shards of a whole mixture's training streams, by default (each the same sample count)
 
 
 @dataclass
@@ -91,23 +99,73 @@ def _emit(rows: tuple[np.ndarray, np.ndarray], stats: StreamStats) -> Iterator[t
 
 
 def write_stream(out: Path, docs: Iterable[tuple[int, np.ndarray, np.ndarray]], eos: int, seq_len: int,
-                 limit: int | None, size_limit: str) -> StreamStats:
-    """Pack ``docs`` and write them with ``streaming.MDSWriter`` into the empty directory ``out``."""
+                 limit: int | None, size_limit: str, samples_per_shard: int | None = None) -> StreamStats:
+    """Pack ``docs`` and write them with ``streaming.MDSWriter`` into the empty directory ``out``.
+
+    A shard holds ``samples_per_shard`` samples (the last one fewer), or fewer if ``size_limit`` bytes hold fewer.
+    """
     streaming = import_streaming()
     stats = StreamStats()
     out.parent.mkdir(parents=True, exist_ok=True)
     with streaming.MDSWriter(out=str(out), columns=COLUMNS, compression=COMPRESSION, hashes=HASHES,
                              size_limit=size_limit) as writer:
-        for tokens, nbytes in pack(docs, eos, seq_len, limit, stats):
+        per_shard = min(samples_per_shard or math.inf, _samples_within_limit(writer, seq_len))
+        for n, (tokens, nbytes) in enumerate(pack(docs, eos, seq_len, limit, stats)):
+            if n and n % per_shard == 0:
+                _cut_shard(writer)
             writer.write({"tokens": tokens, "n_bytes": nbytes})
     if limit is not None and stats.tokens != limit:
         raise RuntimeError(f"{out}: wrote {stats.tokens} tokens, planned {limit}")
     return stats
 
 
-def shard_table(out: Path) -> list[dict[str, object]]:
+def _samples_within_limit(writer: object, seq_len: int) -> int:
+    """How many samples the writer's ``size_limit`` lets one shard hold (every sample encodes to the same size)."""
+    limit = writer.size_limit  # type: ignore[attr-defined]
+    if not limit:
+        return 1 << 62
+    sample = writer.encode_sample({"tokens": np.zeros(seq_len, dtype=np.int32), "n_bytes": 0})  # type: ignore
+    size = len(sample) + writer.extra_bytes_per_sample  # type: ignore[attr-defined]
+    return max(1, (limit - writer.extra_bytes_per_shard) // size)  # type: ignore[attr-defined]
+
+
+def _cut_shard(writer: object) -> None:
+    """End the current shard here (MDSWriter does this itself on ``size_limit``; streaming 0.13's own two calls)."""
+    writer.flush_shard()  # type: ignore[attr-defined]
+    writer._reset_cache()  # type: ignore[attr-defined]
+
+
+def samples_per_shard(total_samples: int, target_shards: int = TARGET_SHARDS) -> int:
+    """Samples per shard for every stream of a mixture: ``ceil(total / target_shards)``, at least 1.
+
+    The same count for every stream matters: streaming's ``py1e`` shuffle places a shard's samples around the
+    shard's position, so a stream of bigger shards would be under-represented in an epoch's first samples.
+    """
+    return max(1, math.ceil(total_samples / target_shards))
+
+
+def merge_indexes(out: Path, parts: Sequence[str]) -> dict[str, object]:
+    """Write ``out/index.json`` listing the shards of ``out/<part>/index.json`` for each part, in order.
+
+    The same content as ``streaming.base.util.merge_index`` over those folders (basenames prefixed with the part
+    folder), written without a temporary copy. Returns the merged index.
+    """
+    shards: list[dict[str, object]] = []
+    for part in parts:
+        for shard in json.loads((out / part / "index.json").read_text())["shards"]:
+            for key in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
+                if shard.get(key):
+                    shard[key]["basename"] = f"{part}/{shard[key]['basename']}"
+            shards.append(shard)
+    index = {"version": 2, "shards": shards}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.json").write_text(json.dumps(index, sort_keys=True))
+    return index
+
+
+def shard_table(out: Path, index: dict | None = None) -> list[dict[str, object]]:
     """Per shard of a written stream (from its ``index.json``): file name, samples, bytes, hashes."""
-    index = json.loads((out / "index.json").read_text())
+    index = index or json.loads((out / "index.json").read_text())
     rows, first = [], 0
     for shard in index["shards"]:
         stored = shard["zip_data"] or shard["raw_data"]

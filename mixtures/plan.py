@@ -5,6 +5,12 @@ method, so per-source targets sum exactly to the budget (rounded down to a multi
 each stream's sample count is its token count divided by ``max_seq_len``. A source may repeat at most
 ``epoch_cap`` times; a target beyond that is an error naming the source, or (``redistribute``) the excess
 goes to the other sources in proportion to their weights. Upsampling repeats whole epochs, then a partial one.
+
+At corpus scale a source is written by many workers, one per *part* (a row-group range of its cleaned Parquet):
+:func:`apportion_parts` splits the source's exact target over its parts in whole sequences (Hamilton again, by
+each part's training tokens), and :func:`part_schedule` decides one part's epochs and partial epoch from its own
+quota with keyed hashes of document ids, so every part's stream holds exactly its quota and the source's
+streams together exactly the planned tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from filters.hashing import keyed_digest
+from filters.hashing import keyed_digest, keyed_hash
 
 
 class PlanError(ValueError):
@@ -157,4 +163,44 @@ def epoch_schedule(plan: SourcePlan, ids: Sequence[str], lengths: np.ndarray, se
     if plan.partial_tokens:
         # kept in selection order, so exactly these documents are written (only the last may be cut)
         epochs.append(take_tokens(partial_order(ids, seed, plan.source, quality), lengths, plan.partial_tokens))
+    return epochs
+
+
+def apportion_parts(target_tokens: int, seq_len: int, part_tokens: Sequence[int]) -> list[int]:
+    """A source's target split over its parts in whole sequences, by their training tokens (Hamilton).
+
+    Quotas are multiples of ``seq_len`` summing exactly to ``target_tokens`` (itself a multiple); a part without
+    training tokens gets 0. Ties go to the earlier part.
+    """
+    if target_tokens % seq_len:
+        raise PlanError(f"target {target_tokens} is not a whole number of {seq_len}-token sequences")
+    weights = {f"{i:09d}": float(t) for i, t in enumerate(part_tokens) if t > 0}
+    if not target_tokens or not weights:
+        if target_tokens:
+            raise PlanError(f"target {target_tokens} tokens but no part holds training tokens")
+        return [0] * len(part_tokens)
+    seats = hamilton(target_tokens // seq_len, weights)
+    return [seats.get(f"{i:09d}", 0) * seq_len for i in range(len(part_tokens))]
+
+
+def epoch_rank(ids: Sequence[str], seed: int, source: str, epoch: int) -> np.ndarray:
+    """A full epoch's order of a part's documents: by a keyed hash of each id (independent of the partition)."""
+    keys = np.fromiter((keyed_hash(seed, f"{source}/epoch{epoch}", i) for i in ids), dtype=np.uint64, count=len(ids))
+    return np.argsort(keys, kind="stable")
+
+
+def part_schedule(source: str, ids: Sequence[str], lengths: np.ndarray, quota: int, seed: int,
+                  quality: Sequence[float | None] | None) -> list[np.ndarray]:
+    """Document indices per epoch of one part for ``quota`` tokens: ``quota // A`` full epochs (each ordered by a
+    keyed hash of the ids), then a partial epoch of ``quota mod A`` tokens taken by :func:`partial_order`
+    (best ``quality`` first, seeded ties; else seeded), the last document possibly cut. ``A = lengths.sum()``."""
+    available = int(lengths.sum())
+    if quota <= 0:
+        return []
+    if available <= 0:
+        raise PlanError(f"{source}: a part with quota {quota} has no training tokens")
+    full, partial = divmod(quota, available)
+    epochs = [epoch_rank(ids, seed, source, e) for e in range(full)]
+    if partial:
+        epochs.append(take_tokens(partial_order(ids, seed, source, quality), lengths, partial))
     return epochs

@@ -94,7 +94,8 @@ def totals(folder: Path) -> dict[str, dict[str, list[int]]]:
     return out
 
 
-def summary_line(title: str, stages: list[str], counts: dict[str, dict[str, list[int]]], elapsed: float) -> str:
+def summary_line(title: str, stages: list[str], counts: dict[str, dict[str, list[int]]], elapsed: float,
+                 unit: str = "docs") -> str:
     """``clean 00:42: read 12,345 docs, 45.6 MB (294 docs/s) | filter 10,000 | write 8,000``."""
     parts: list[str] = []
     for stage in stages:
@@ -102,11 +103,11 @@ def summary_line(title: str, stages: list[str], counts: dict[str, dict[str, list
             continue
         docs = sum(v[0] for v in counts.get(stage, {}).values())
         chars = sum(v[1] for v in counts.get(stage, {}).values())
-        text = f"{stage} {docs:,} docs"
+        text = f"{stage} {docs:,} {unit}"
         if chars:
             text += f", {chars / 1e6:,.1f} M chars"
         if not parts and elapsed > 0:
-            text += f" ({docs / elapsed:,.0f} docs/s)"
+            text += f" ({docs / elapsed:,.0f} {unit}/s)"
         parts.append(text)
     minutes, seconds = divmod(int(elapsed), 60)
     return f"{title} {minutes:02d}:{seconds:02d}: " + (" | ".join(parts) or "working")
@@ -121,8 +122,8 @@ class Watch:
     """
 
     def __init__(self, folder: Path, title: str, stages: list[str], interval: float | None = None,
-                 live: bool | None = None, emit: Callable[[str], None] | None = None) -> None:
-        self.folder, self.title, self.stages = folder, title, stages
+                 live: bool | None = None, emit: Callable[[str], None] | None = None, unit: str = "docs") -> None:
+        self.folder, self.title, self.stages, self.unit = folder, title, stages, unit
         self.interval = float(os.environ.get(INTERVAL_ENV, 10.0)) if interval is None else interval
         self.live = sys.stderr.isatty() if live is None else live
         self.emit = emit or log.info
@@ -141,8 +142,8 @@ class Watch:
         if self.live:
             from tqdm import tqdm
 
-            self._bars = {s: tqdm(desc=f"{self.title} {s}", unit=" docs", position=i, leave=False, dynamic_ncols=True)
-                          for i, s in enumerate(self.stages)}
+            self._bars = {s: tqdm(desc=f"{self.title} {s}", unit=f" {self.unit}", position=i, leave=False,
+                                  dynamic_ncols=True) for i, s in enumerate(self.stages)}
         self._thread = threading.Thread(target=self._run, name=f"progress-{self.title}", daemon=True)
         self._thread.start()
         return self
@@ -173,7 +174,7 @@ class Watch:
         elapsed = time.monotonic() - self.started
         if not self.live:
             if not final:
-                self.emit(summary_line(self.title, self.stages, counts, elapsed))
+                self.emit(summary_line(self.title, self.stages, counts, elapsed, self.unit))
             return
         for stage, bar in self._bars.items():
             bar.n = sum(v[0] for v in counts.get(stage, {}).values())

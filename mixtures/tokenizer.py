@@ -1,6 +1,10 @@
 """Tokenizers for a mixture: a byte-level BPE trained on the run's own data, or an HF / local file one.
 
-Token counting is batched (``encode_batch``, parallel in Rust). Each token also gets the number of UTF-8
+Token counting is batched (``encode_batch``, parallel in Rust). A mixture's tokenizer is saved as a complete
+Hugging Face folder (``tokenizer.json``, ``tokenizer_config.json``, ``special_tokens_map.json``) that
+``transformers.AutoTokenizer.from_pretrained`` and llm-foundry's ``build_tokenizer`` load; the trained BPE reserves
+id 0 for ``<|padding|>`` (pad, and unk, which a byte-level BPE never emits) and puts EOS at id 1, since
+llm-foundry's text loader refuses ``eos_token_id: 0``. Each token also gets the number of UTF-8
 bytes of the text it covers, so evaluation can report bits per byte: bytes come from the token's character
 offsets, and text no token covers (or a character split over several tokens) is counted once, on the first
 token that reaches it, so a document's token bytes sum to its UTF-8 length. Byte-level BPE vocabularies
@@ -20,6 +24,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 log = logging.getLogger(__name__)
 
 BATCH_DOCS = 512
+PAD = "<|padding|>"  # id 0 of a trained BPE: pad (and unk); EOS follows at id 1
+PAD_NAMES = (PAD, "<pad>", "[PAD]", "<|pad|>")  # a loaded tokenizer's pad token, if it has one of these
 
 
 class TokenizerError(ValueError):
@@ -27,11 +33,13 @@ class TokenizerError(ValueError):
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, eos: str) -> Tokenizer:
-    """A byte-level BPE (GPT-2 style, EOS id 0) trained on ``texts``; deterministic for the same texts."""
+    """A byte-level BPE (GPT-2 style; ``<|padding|>`` id 0, EOS id 1) trained on ``texts``; deterministic for the
+    same texts."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos], show_progress=False,
+    specials = [PAD, eos] if eos != PAD else [eos]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
@@ -61,6 +69,24 @@ def eos_id(tok: Tokenizer, eos: str) -> int:
         raise TokenizerError(f"EOS token {eos!r} is not in the tokenizer's vocabulary; "
                              "set mixture.tokenizer.eos_token")
     return found
+
+
+def save_folder(tok: Tokenizer, folder: Path, eos: str) -> Path:
+    """Save ``tok`` as a Hugging Face tokenizer folder with its EOS, pad and unk tokens registered; returns it.
+
+    ``AutoTokenizer.from_pretrained(folder)`` gives a ``PreTrainedTokenizerFast`` whose ``eos_token_id`` is the
+    mixture's EOS id; it adds no BOS/EOS of its own and decodes without clean-up, so text round-trips.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = tok.get_vocab(with_added_tokens=True)
+    pad = next((name for name in PAD_NAMES if name in vocab and name != eos), None)
+    unk = getattr(tok.model, "unk_token", None) or pad
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=pad, unk_token=unk,
+                                 clean_up_tokenization_spaces=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(folder))
+    return folder
 
 
 def prepare(tok: Tokenizer) -> Tokenizer:

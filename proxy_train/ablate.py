@@ -161,8 +161,9 @@ class CommonSet:
 
 def _catalogue(run_dir: Path) -> pd.DataFrame | None:
     """(source, id, split) of a run's kept and removed documents; None when the run has no catalogue."""
-    path = run_dir / "catalogue" / "docs.parquet"
-    return pd.read_parquet(path, columns=["source", "id", "split"]) if path.is_file() else None
+    parts = sorted((run_dir / "catalogue" / "docs").glob("*.parquet"))  # the docs table, in workers' parts
+    return pd.concat([pd.read_parquet(p, columns=["source", "id", "split"]) for p in parts],
+                     ignore_index=True) if parts else None
 
 
 def _cleaned_texts(run_dir: Path, source: str, ids: set[str]) -> dict[str, str]:
@@ -179,7 +180,7 @@ def common_eval_set(mixes: list[Mix]) -> CommonSet:
     lacking = [name for name, cat in catalogues.items() if cat is None]
     if lacking or not mixes:
         return CommonSet(notes={"(all)": f"no common set: {', '.join(lacking) or 'no mixes'} "
-                                         "lack catalogue/docs.parquet (build with `mixlab mixture`)"})
+                                         "lack catalogue/docs/ (build with `mixlab mixture`)"})
     cats = [c for c in catalogues.values() if c is not None]
     every = set.intersection(*(set(c["source"]) for c in cats))
     common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])
@@ -225,7 +226,7 @@ def common_bits_per_byte(proxy_dir: Path, common: CommonSet) -> dict[str, float]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
     streams = data.load_streams(meta["run_dir"])
-    tok = prepare(Tokenizer.from_file(str(streams.tokenizer)))
+    tok = prepare(Tokenizer.from_file(str(streams.tokenizer_file)))
     metrics = {f"{COMMON_PREFIX}{s}": evaluate.bits_per_byte_texts(
         model, tok, [t for _, t in docs], device, streams.eos_token_id)["bits_per_byte"]
         for s, docs in common.docs.items()}

@@ -35,11 +35,23 @@ def clean_shared_memory() -> None:
 
 def train_dataset(mix: StreamsManifest, batch_size: int, epoch_size: int, seed: int = SHUFFLE_SEED,
                   batching_method: str = "random") -> Any:
-    """A shuffled StreamingDataset over the train streams at their proportions; ``batch_size`` is per device."""
+    """A shuffled StreamingDataset over the train streams; ``batch_size`` is per device.
+
+    Each stream reads an exact number of samples per epoch (streaming's ``choose``, as llm-foundry reads
+    ``streams.yaml``): ``epoch_size`` apportioned over the streams by Hamilton on their ``choose`` counts (or
+    proportions), so an epoch of the manifest's own size is exactly the planned mixture, and any other size the
+    closest whole-sample split, never streaming's random shortfall.
+    """
+    from mixtures.plan import hamilton
+
     streaming = import_streaming()
-    streams = [streaming.Stream(local=str(local), remote=None, proportion=p) for local, p in mix.train.values()]
+    weights = {s: float(t.choose if t.choose is not None else t.proportion) for s, t in mix.streams.items()
+               if t.proportion > 0}
+    counts = hamilton(epoch_size, weights)
+    streams = [streaming.Stream(local=str(mix.streams[s].local), remote=None, choose=counts[s])
+               for s in weights if counts[s] > 0]
     return streaming.StreamingDataset(
-        streams=streams, batch_size=batch_size, epoch_size=epoch_size, shuffle=True, shuffle_seed=seed,
+        streams=streams, batch_size=batch_size, shuffle=True, shuffle_seed=seed,
         shuffle_algo=SHUFFLE_ALGO, num_canonical_nodes=NUM_CANONICAL_NODES, batching_method=batching_method,
         replication=None)
 
@@ -67,7 +79,8 @@ def collate(samples: list[dict]) -> dict:
 
 
 def token_byte_lengths(tokenizer_path: Path) -> np.ndarray:
-    """UTF-8 bytes each token id stands for (0 for special tokens), from a `tokenizers` JSON file.
+    """UTF-8 bytes each token id stands for (0 for special tokens), from a `tokenizers` JSON file (or the
+    Hugging Face tokenizer folder holding one).
 
     Exact for byte-level BPE (the mixture writer's table); for other kinds the piece's own text, with the
     SentencePiece word marker as a space and byte-fallback pieces as one byte.
@@ -76,7 +89,8 @@ def token_byte_lengths(tokenizer_path: Path) -> np.ndarray:
 
     from mixtures.tokenizer import byte_table
 
-    tok = Tokenizer.from_file(str(tokenizer_path))
+    path = Path(tokenizer_path)
+    tok = Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
     table = byte_table(tok)
     if table is not None:
         return table.astype(np.int64)

@@ -75,7 +75,7 @@ def load_model(checkpoint: Path, device: torch.device, attn_backend: str = "auto
 def bits_per_byte(model: MPT, mix: StreamsManifest, device: torch.device, max_samples: int | None = None,
                   batch_size: int = 16) -> list[dict]:
     """Per-domain bits-per-byte over each validation stream (the first ``max_samples`` samples, if given)."""
-    token_bytes = torch.from_numpy(data.token_byte_lengths(mix.tokenizer))
+    token_bytes = torch.from_numpy(data.token_byte_lengths(mix.tokenizer_file))
     rows = []
     for name, local in mix.validation.items():
         data.clean_shared_memory()
@@ -279,7 +279,7 @@ def evaluate(checkpoint: str | Path, tasks: list[str] | None = None, evals_dir: 
             raise FileNotFoundError(f"no eval file for {', '.join(sorted(missing))} in {evals_dir}")
         files = [f for f in files if f.name.removesuffix(".jsonl.gz") in wanted]
     bpb = bits_per_byte(model, mix, dev, max_samples)
-    tokenizer = Tokenizer.from_file(str(mix.tokenizer))
+    tokenizer = Tokenizer.from_file(str(mix.tokenizer_file))
     dirty = _contaminated(Path(run_dir or meta["run_dir"]))
     mc = []
     for file in files:

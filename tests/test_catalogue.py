@@ -10,7 +10,6 @@ import yaml
 
 from mixlab import jobs
 from mixlab.cli import main
-from mixtures.build import build_mixture
 from mixtures.catalogue import connect, format_table, query
 from mixtures.spec import load_spec
 
@@ -28,7 +27,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Path:
     (folder / "mix_cat.yaml").write_text(yaml.safe_dump(spec))
     loaded = load_spec(folder / "mix_cat.yaml")
     layout = jobs.clean(loaded)
-    build_mixture(loaded, layout)
+    jobs.build(loaded, layout)
     return layout.root
 
 

@@ -13,7 +13,7 @@ import yaml
 from tokenizers import Tokenizer
 
 from mixlab import jobs
-from mixtures.build import build_mixture, heldout_keys, in_bucket
+from mixtures.build import heldout_keys, in_bucket
 from mixtures.spec import load_spec
 from mixtures.tokenizer import prepare
 from proxy_train.ablate import AblationConfig, Mix, common_eval_set, open_ablation, run_ablation
@@ -35,7 +35,7 @@ def _build(folder: Path, corpora: Path, name: str, min_chars: int) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     loaded = load_spec(path)
-    build_mixture(loaded, jobs.clean(loaded))
+    jobs.build(loaded, jobs.clean(loaded))
     return loaded.run_dir
 
 
@@ -46,7 +46,7 @@ def mixes(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> list[Mix]:
 
 
 def _docs(mix: Mix) -> pd.DataFrame:
-    return pd.read_parquet(mix.run_dir / "catalogue" / "docs.parquet", columns=["source", "id", "kept", "split"])
+    return pd.read_parquet(mix.run_dir / "catalogue" / "docs", columns=["source", "id", "kept", "split"])  # parts
 
 
 def test_heldout_of_one_mix_is_never_trained_by_another(mixes: list[Mix]) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mixlab import jobs
-from mixtures.build import MixtureError, build_mixture
+from mixtures.build import MixtureError
 from mixtures.layout import RunLayout
 from mixtures.spec import SpecError, load_spec
 from mixtures.streaming_compat import import_streaming
@@ -38,7 +38,7 @@ def write_spec(folder: Path, corpora: Path, **mixture: object) -> Path:
 def build(folder: Path, corpora: Path, **mixture: object) -> Path:
     spec = load_spec(write_spec(folder, corpora, **mixture))
     layout = jobs.clean(spec)
-    build_mixture(spec, layout)
+    jobs.build(spec, layout)
     return layout.root
 
 
@@ -64,7 +64,7 @@ def test_token_shares_through_streaming_dataset_match_spec(run: Path) -> None:
     from streaming.base.util import clean_stale_shared_memory
 
     clean_stale_shared_memory()
-    streams = [streaming.Stream(local=s["local"], proportion=s["proportion"]) for s in manifest["streams"].values()]
+    streams = [streaming.Stream(**s) for s in manifest["streams"].values()]  # as llm-foundry builds them
     ds = streaming.StreamingDataset(streams=streams, batch_size=1, shuffle=True, shuffle_seed=1)
     tokens = dict.fromkeys(WEIGHTS, 0)
     for sample in ds:
@@ -87,7 +87,7 @@ def contains_aligned(haystack: bytes, needle: bytes) -> bool:
 def test_no_validation_document_in_training(run: Path) -> None:
     import duckdb
 
-    docs = duckdb.sql(f"SELECT * FROM read_parquet('{run}/catalogue/docs.parquet')").to_arrow_table().to_pylist()
+    docs = duckdb.sql(f"SELECT * FROM read_parquet('{run}/catalogue/docs/*.parquet')").to_arrow_table().to_pylist()
     valid = [d for d in docs if d["split"] == "valid"]
     assert valid and all(d["epochs"] == 0 for d in valid)
     assert {d["source"] for d in valid} == set(WEIGHTS)
@@ -135,7 +135,8 @@ def test_rebuild_is_byte_identical(run: Path, tmp_path: Path, corpora: Path) -> 
     # files of the fresh build (reading the first one with StreamingDataset added decompressed shards to it)
     files = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file() and (
         p.parts[len(again.parts)] in ("mds", "catalogue", "tokenizer", "docs") or p.name == "plan.json"))
-    assert any(str(f).endswith(".mds.zstd") for f in files) and any(f.name == "docs.parquet" for f in files)
+    assert any(str(f).endswith(".mds.zstd") for f in files)
+    assert any(f.parts[:2] == ("catalogue", "docs") for f in files)  # the docs table, in parts
     for rel in files:
         assert (run / rel).read_bytes() == (again / rel).read_bytes(), rel
 
@@ -189,7 +190,7 @@ def test_over_epoch_cap_fails_before_writing(run: Path) -> None:
     (run / "streams.yaml").rename(run / "streams.keep")
     try:
         with pytest.raises(MixtureError, match=r"source '(papers|wiki)'.*available tokens.*epoch cap 4"):
-            build_mixture(spec, RunLayout(run))
+            jobs.build(spec, RunLayout(run))
         assert not (run / "streams.yaml").exists() and (run / "mds/train/papers/index.json").exists()
     finally:
         (run / "streams.keep").rename(run / "streams.yaml")
@@ -203,7 +204,7 @@ def test_source_without_data_fails_before_writing(tmp_path: Path, corpora: Path)
     spec = load_spec(path)
     layout = jobs.clean(spec)
     with pytest.raises(MixtureError, match="'wiki' has no documents left after filtering"):
-        build_mixture(spec, layout)
+        jobs.build(spec, layout)
     assert not (layout.root / "mds").exists() and not (layout.root / "plan.json").exists()
 
 

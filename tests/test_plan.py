@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixtures.plan import PlanError, epoch_schedule, hamilton, make_plan, partial_order, take_tokens
+from mixtures.plan import (
+    PlanError,
+    apportion_parts,
+    epoch_schedule,
+    hamilton,
+    make_plan,
+    part_schedule,
+    partial_order,
+    take_tokens,
+)
 
 
 def test_hamilton_gives_remainders_to_largest_fractions() -> None:
@@ -86,3 +95,30 @@ def test_epoch_schedule_repeats_every_document_per_full_epoch() -> None:
     epochs = epoch_schedule(plan, ["a", "b", "c", "d"], np.array([10, 10, 10, 10]), 0, None)
     assert [sorted(e.tolist()) for e in epochs[:2]] == [[0, 1, 2, 3]] * 2
     assert len(epochs) == 3 and len(epochs[2]) == 2
+
+
+def test_a_target_is_split_over_parts_in_whole_sequences_by_their_tokens() -> None:
+    # 10 sequences of 100 over parts of 500, 300, 0 and 200 training tokens: quotas 5, 3, 0, 2
+    assert apportion_parts(1_000, 100, [500, 300, 0, 200]) == [500, 300, 0, 200]
+    # 7 sequences: quotas 3.5, 2.1, 1.4 -> 3, 2, 1 and the one left to the largest remainder (the first part)
+    assert apportion_parts(700, 100, [50, 30, 20]) == [400, 200, 100]
+    assert sum(apportion_parts(1_000_000, 128 // 2, [7, 11, 13, 17])) == 1_000_000
+    assert apportion_parts(0, 10, [5, 5]) == [0, 0]
+    with pytest.raises(PlanError, match="whole number"):
+        apportion_parts(105, 10, [5, 5])
+
+
+def test_a_part_repeats_whole_epochs_then_takes_its_partial_quota() -> None:
+    ids = [f"d{i}" for i in range(4)]
+    lengths = np.array([10, 10, 10, 10])
+    epochs = part_schedule("s", ids, lengths, 100, 0, None)  # 2.5 epochs of the part
+    assert [sorted(e.tolist()) for e in epochs[:2]] == [[0, 1, 2, 3]] * 2 and len(epochs[2]) == 2
+    # the order of a full epoch depends on the ids only: the same documents in another part order alike
+    again = part_schedule("s", ids[::-1], lengths, 80, 0, None)
+    assert [ids[::-1][i] for i in again[0]] == [ids[i] for i in epochs[0]]
+    quality = [0.1, 0.9, None, 0.5]
+    best = part_schedule("s", ids, lengths, 15, 0, quality)
+    assert best[0].tolist() == [1, 3]  # quality first: 10 + 5 tokens (the second one cut)
+    assert part_schedule("s", ids, lengths, 0, 0, None) == []
+    with pytest.raises(PlanError, match="no training tokens"):
+        part_schedule("s", [], np.zeros(0, dtype=np.int64), 10, 0, None)

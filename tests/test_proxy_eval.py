@@ -32,7 +32,7 @@ def test_bits_per_byte_counts_the_bytes_of_predicted_tokens(tiny_mixture: Path, 
     model, _ = load_model(checkpoint_path(trained, 30), CPU)
     rows = {r["domain"]: r for r in bits_per_byte(model, mix, CPU, max_samples=8)}
     assert set(rows) == {"web", "wiki"}
-    tok = Tokenizer.from_file(str(mix.tokenizer))
+    tok = Tokenizer.from_file(str(mix.tokenizer_file))
     data.clean_shared_memory()
     dataset = data.validation_dataset(mix.validation["wiki"], 8)
     decoded = sum(len(tok.decode(list(dataset[i]["tokens"][1:]), skip_special_tokens=True).encode())
@@ -52,7 +52,7 @@ def test_training_lowers_bits_per_byte_on_every_domain(tiny_mixture: Path, train
 
 def test_a_request_scores_the_continuation_tokens_only(tiny_mixture: Path, trained: Path) -> None:
     mix = data.load_streams(tiny_mixture)
-    tok = Tokenizer.from_file(str(mix.tokenizer))
+    tok = Tokenizer.from_file(str(mix.tokenizer_file))
     model, _ = load_model(checkpoint_path(trained, 30), CPU)
     req = Request(0, 0, "The history of the", " city")
     (total, n_cont, _), = score_requests(model, tok, [req], CPU)
@@ -80,7 +80,7 @@ def _write_task(path: Path, items: list[dict]) -> Path:
 
 
 def test_task_accuracy_chance_and_centering(tiny_mixture: Path, trained: Path, tmp_path: Path) -> None:
-    tok = Tokenizer.from_file(str(data.load_streams(tiny_mixture).tokenizer))
+    tok = Tokenizer.from_file(str(data.load_streams(tiny_mixture).tokenizer_file))
     model, _ = load_model(checkpoint_path(trained, 30), CPU)
     items = [{"query": "The", "choices": [" the the the", " of"], "gold": 1},
              {"query": "A", "choices": [" and", " zzqx", " qqqq"], "gold": 0}]
@@ -93,7 +93,7 @@ def test_task_accuracy_chance_and_centering(tiny_mixture: Path, trained: Path, t
 
 
 def test_clean_subset_leaves_out_contaminated_items(tiny_mixture: Path, trained: Path, tmp_path: Path) -> None:
-    tok = Tokenizer.from_file(str(data.load_streams(tiny_mixture).tokenizer))
+    tok = Tokenizer.from_file(str(data.load_streams(tiny_mixture).tokenizer_file))
     model, _ = load_model(checkpoint_path(trained, 30), CPU)
     items = [{"id": f"toy/{i}", "query": "The", "choices": [" the", " zzqx qqqq"], "gold": i % 2} for i in range(4)]
     path = _write_task(tmp_path / "toy.jsonl.gz", items)

@@ -57,7 +57,8 @@ def test_streams_yaml_accepts_relative_paths_and_names_missing_keys(tiny_mixture
         (run / name).symlink_to(tiny_mixture / name)
     mix = load_streams(run)
     assert mix.train["web"] == (run.resolve() / "mds/train/web", 0.5)
-    (run / "streams.yaml").write_text(text.replace("eos_token_id: 0\n", ""))
+    assert mix.eos_token_id == 1  # id 0 is the padding token (llm-foundry refuses eos_token_id 0)
+    (run / "streams.yaml").write_text(text.replace("eos_token_id: 1\n", ""))
     with pytest.raises(StreamsError, match="eos_token_id"):
         load_streams(run)
 
