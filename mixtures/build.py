@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,7 +209,7 @@ def build_mixture(spec: Spec, layout: RunLayout) -> dict[str, Any]:
     _print_plan(plans, sources, mix)
 
     for path in layout.mixture_outputs:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        layout.remove(path)  # strictly inside the run: a symlinked output is unlinked, its target kept
     layout.tokenizer.mkdir(parents=True)
     tok.save(str(layout.tokenizer_file))
 
