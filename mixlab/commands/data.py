@@ -64,7 +64,7 @@ def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
 def export_quarantine(layout: RunLayout, out_dir: Path) -> int:
     """Write a run's quarantined records (every source) as OUT_DIR/quarantine.jsonl.gz; return their count.
 
-    Each row: ``source``, ``reason`` (``bad_json:...``, ``truncated:...``, ``duplicate_id``, ...), ``location``
+    Each row: ``source``, ``reason`` (``malformed_json:...``, ``truncated:...``, ``duplicate_id``, ...), ``location``
     (``file:line``, ``file:row N``, ``file:record N`` or ``file:byte N``) and ``raw`` (the record's bytes as text).
     """
     import pyarrow.parquet as pq
