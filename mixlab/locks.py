@@ -65,9 +65,11 @@ def _describe(info: dict | None) -> str:
 def run_lock(layout: RunLayout, job: str) -> Iterator[None]:
     """Hold the run directory's exclusive lock for the ``with`` block; raise :class:`RunLocked` if it is taken.
 
-    Creates the run directory (and its ``.lock``) when missing. Never waits: a second job fails at once with
-    the first one's pid, host, job and command.
+    Creates the run directory (and its ``.lock``) when missing; a job that fails before writing anything else
+    removes them again, so a spec error leaves no trace. Never waits: a second job fails at once with the
+    first one's pid, host, job and command.
     """
+    created = [p for p in (layout.root, *layout.root.parents) if not p.exists()]  # deepest first
     layout.root.mkdir(parents=True, exist_ok=True)
     path = layout.inside(layout.lock_file)
     mine = _HELD.get(path)
@@ -98,12 +100,30 @@ def run_lock(layout: RunLayout, job: str) -> Iterator[None]:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
     _HELD[path] = held = _Held(fd, os.getpid())
+    failed = False
     try:
         yield
+    except BaseException:
+        failed = True
+        raise
     finally:
         held.depth -= 1
         if held.depth == 0:
             del _HELD[path]
             os.ftruncate(fd, 0)
+            if failed and created:
+                _undo(path, created)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def _undo(lock: Path, created: list[Path]) -> None:
+    """Remove the lock file and the folders this job created for it, if the job left nothing else there."""
+    if [p.name for p in lock.parent.iterdir()] != [lock.name]:
+        return
+    lock.unlink()
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there
+            return
