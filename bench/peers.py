@@ -7,7 +7,9 @@ Two kinds of peer:
   TFDS's ``c4_utils`` (bench.c4_conformance);
 - in a separate venv, because their dependencies clash with the lock (``--peer-python``, default
   ``/tmp/bench-venv/bin/python``): datatrove's and text-dedup's MinHash, run by bench/dedup_peers.py for
-  bench.dedup_quality. :data:`PEER_VENV_SETUP` makes that venv.
+  bench.dedup_quality. :data:`PEER_VENV_SETUP` makes that venv;
+- in its own venv (``--venv``, default ``/tmp/foundry-venv``): llm-foundry, which pins its own torch and streaming,
+  run by bench/foundry_loader.py on a built run. :func:`foundry_venv_steps` makes it.
 
 Scripts ask for a peer here; when it is absent they get :class:`PeerMissing` (or a message) saying
 ``peer X not installed: ...`` with the command that installs it, print that, and show ``n/a`` in its columns.
@@ -34,10 +36,33 @@ DEFAULT_PEER_PYTHON = f"{PEER_VENV}/bin/python"
 # The venv the dedup peers ran in for bench/RESULTS.md (datatrove 0.10.1 with spaCy, text-dedup 0.4.0).
 PEER_VENV_SETUP = (f"python3 -m venv {PEER_VENV} && {PEER_VENV}/bin/pip install datatrove==0.10.1 spacy==3.8.18 "
                    "text-dedup==0.4.0")
+# llm-foundry's venv: llm-foundry 0.22.0 pins torch>=2.7.0,<2.7.1 and mosaicml-streaming<0.13. PyPI's torch 2.7.0
+# is a CUDA build (about 5 GB with its nvidia-* wheels; it runs on the CPU too). Resolving against today's index
+# backtracks for a long time (wandb, google-api-core), so pip only considers files uploaded before the cut-off
+# (llm-foundry 0.22.0 is from July 2025); that needs pip >= 26 (--uploaded-prior-to).
+FOUNDRY_VENV = "/tmp/foundry-venv"
+FOUNDRY_VERSION = "0.22.0"
+FOUNDRY_TORCH = "2.7.0"
+FOUNDRY_UPLOADED_PRIOR_TO = "2025-08-15T00:00:00Z"
+
+
+def foundry_venv_steps(venv: str = FOUNDRY_VENV, python: str = "python3") -> list[list[str]]:
+    """The commands that make llm-foundry's venv, in order."""
+    pip = [f"{venv}/bin/python", "-m", "pip", "install", "--disable-pip-version-check"]
+    return [[python, "-m", "venv", venv],
+            [*pip, "--upgrade", "pip>=26", "setuptools<81", "wheel"],
+            [*pip, "--uploaded-prior-to", FOUNDRY_UPLOADED_PRIOR_TO, f"llm-foundry=={FOUNDRY_VERSION}",
+             f"torch=={FOUNDRY_TORCH}"]]
+
+
+FOUNDRY_VENV_SETUP = " && ".join(" ".join(f"'{a}'" if any(c in a for c in "<>=") else a for a in step)
+                                 for step in foundry_venv_steps())
+
 MODULES: dict[str, tuple[str, ...]] = {
     "datatrove": ("datatrove", "spacy"),
     "tensorflow-datasets": ("tensorflow_datasets",),
     "text-dedup": ("text_dedup",),
+    "llm-foundry": ("llmfoundry", "streaming", "torch"),
 }
 IN_PROCESS = ("datatrove", "tensorflow-datasets")
 IN_VENV = ("datatrove", "text-dedup")
@@ -159,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = harness.parser(__file__, __doc__)
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON,
                         help=f"interpreter of the separate peer venv (default {DEFAULT_PEER_PYTHON})")
+    parser.add_argument("--foundry-venv", default=FOUNDRY_VENV, help=f"llm-foundry's venv (default {FOUNDRY_VENV})")
     args = parser.parse_args(argv)
     rows = []
     for peer in IN_PROCESS:
@@ -170,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     found, messages = venv_peers(args.peer_python)
     rows += [(peer, args.peer_python, "installed") for peer in found]
     rows += [(m.split()[1], args.peer_python, m) for m in messages]
+    foundry_python = f"{args.foundry_venv}/bin/python"
+    found = subprocess.run([foundry_python, "-c", _PROBE, *MODULES["llm-foundry"]], capture_output=True,
+                           check=False).returncode == 0 if shutil.which(foundry_python) else False
+    rows.append(("llm-foundry", foundry_python, "installed" if found else missing_message(
+        "llm-foundry", where=foundry_python, hint=f"python -m bench.foundry_loader makes it: {FOUNDRY_VENV_SETUP}")))
     print(harness.table(["peer", "where", "status"], rows))
     return 0
 

@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("filter", help="run a filter chain on one file",
                        description="Run a filter chain over one JSONL/Parquet/WARC file through the same Beam "
-                                   "pipeline as a mixture, writing OUT_DIR/kept.jsonl.gz (cleaned text, same ids) "
-                                   "and OUT_DIR/removed.jsonl.gz (each with its reason).")
+                                   "pipeline as a mixture, writing OUT_DIR/kept.jsonl.gz (cleaned text, same ids), "
+                                   "OUT_DIR/removed.jsonl.gz (each with its reason) and OUT_DIR/quarantine.jsonl.gz "
+                                   "(malformed input records, each with its reason and location).")
     p.add_argument("input")
     p.add_argument("out_dir")
     p.add_argument("--chain", required=True, help="comma-separated filters or chains, e.g. c4 or gopher,fineweb")
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deduplicate documents across the input files (each file is a source named "
                                    "after its stem) with the mixture pipeline's exact and MinHash LSH stages. "
                                    "Writes OUT_DIR/kept.jsonl.gz, OUT_DIR/removed.jsonl.gz (with dup_cluster_id, "
-                                   "dup_cluster_size, dup_survivor_id) and OUT_DIR/clusters.parquet.")
+                                   "dup_cluster_size, dup_survivor_id), OUT_DIR/quarantine.jsonl.gz (malformed input, "
+                                   "with reason and location) and OUT_DIR/clusters.parquet.")
     p.add_argument("paths", nargs="+", metavar="IN... OUT_DIR", help="input files, then the output directory")
     p.add_argument("--threshold", type=float, help="Jaccard threshold (default 0.72)")
     p.add_argument("--bands", type=int, help="LSH bands (with --rows; default: 14 x 8 at 0.72, else optimal)")

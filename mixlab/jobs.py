@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from filters import registry
 from filters.base import Document
 from filters.hashing import fingerprint
 from filters.quality import FOLDS, fold_model_paths
+from mixlab.locks import run_lock
 from mixtures import schema
 from mixtures.chains import StepList, global_steps, source_steps
 from mixtures.layout import RunLayout
@@ -82,6 +82,11 @@ def bind_steps(spec: Spec, runner: str | None = None) -> dict[str, StepList]:
 
 def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None, force: bool = False) -> RunLayout:
     """Clean the spec's sources into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
+    with run_lock(RunLayout(spec.run_dir), "clean"):
+        return _clean(spec, runner, extra, force)
+
+
+def _clean(spec: Spec, runner: str | None, extra: list[str] | None, force: bool) -> RunLayout:
     from mixtures.report.cleaning import write_stats_and_report
     from mixtures.report.dedup import write_clusters
     from mixtures.report.run_html import write_run_html
@@ -94,9 +99,8 @@ def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None,
     if not force and _manifest_fingerprint(layout.manifest) == key:
         log.info("clean: %s is up to date (fingerprint %s); use --force to rebuild", layout.root, key)
         return layout
-    for path in (layout.docs, layout.removed, layout.quarantine, layout.work):
-        shutil.rmtree(path, ignore_errors=True)
-    layout.manifest.unlink(missing_ok=True)
+    for path in (layout.docs, layout.removed, layout.quarantine, layout.work, layout.manifest):
+        layout.remove(path)  # strictly inside the run: a symlinked child is unlinked, its target kept
     layout.root.mkdir(parents=True, exist_ok=True)
     log.info("clean: running %s with %s into %s", spec.name, runner or spec.pipeline.runner, layout.root)
     seconds = run_pipeline(job, runner, extra)
@@ -155,6 +159,11 @@ def _manifest_fingerprint(path: Path) -> str | None:
 
 def train_quality(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
     """Train (or reuse, when up to date) the spec's classifier; return the model path."""
+    with run_lock(RunLayout(spec.run_dir), "quality train"):  # reentrant: clean() already holds it
+        return _train_quality(spec, force, runner)
+
+
+def _train_quality(spec: Spec, force: bool, runner: str | None) -> Path:
     from mixtures.classifier import train_classifier
 
     q = _quality(spec)
@@ -182,17 +191,19 @@ def build(spec: Spec, layout: RunLayout | None = None, runner: str | None = None
     from pipelines.build import build_mixture
 
     layout = layout or RunLayout(spec.run_dir)
-    with Watch(layout.work / "progress", f"build {spec.name}", ["scan", "count", "write"], unit="parts"):
+    with run_lock(layout, "build"), \
+            Watch(layout.work / "progress", f"build {spec.name}", ["scan", "count", "write"], unit="parts"):
         plan = build_mixture(spec, layout, runner=runner, extra=extra)
-    write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
+        write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
     return plan
 
 
 def mixture(spec: Spec, runner: str | None = None, extra: list[str] | None = None, force: bool = False) -> RunLayout:
     """The whole job of ``mixlab mixture``: clean, then build the mixture when the spec has one."""
-    layout = clean(spec, runner=runner, extra=extra, force=force)
-    if spec.mixture is not None:
-        build(spec, runner=runner, extra=extra)
+    with run_lock(RunLayout(spec.run_dir), "mixture"):  # one lock for both steps
+        layout = clean(spec, runner=runner, extra=extra, force=force)
+        if spec.mixture is not None:
+            build(spec, runner=runner, extra=extra)
     return layout
 
 
@@ -205,11 +216,12 @@ def ensure_built(spec: Spec, tiny: bool = False) -> Path:
     if layout.streams.is_file():
         return layout.root
     log.info("building mixture %s into %s", spec.name, layout.root)
-    clean(spec)
-    if tiny:
-        stats = json.loads(layout.stats.read_text(encoding="utf-8"))
-        spec = drop_thin_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
-    build(spec)
+    with run_lock(layout, "mixture"):
+        clean(spec)
+        if tiny:
+            stats = json.loads(layout.stats.read_text(encoding="utf-8"))
+            spec = drop_thin_sources(spec, {s: st["kept"]["docs"] for s, st in stats["sources"].items()})
+        build(spec)
     return layout.root
 
 

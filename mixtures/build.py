@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,7 +303,7 @@ class Worker:
         if task.quota:
             stream = self.s.layout.stream("train", part.source)
             out = RunLayout.stream_part(stream, part.index)
-            shutil.rmtree(out, ignore_errors=True)  # a retried task starts over
+            self.s.layout.remove(out)  # a retried task starts over (strictly inside the run)
             folder = out.name
             stats = write_stream(out, self._slices(part, counts, order), self.s.eos, self.s.seq_len, task.quota,
                                  self.s.shard_size, task.samples_per_shard)
@@ -326,7 +325,7 @@ class Worker:
             tables.append(counts.take(pa.array(take)))
             docs.append(self._slices(part, counts, take, number))
         stream = self.s.layout.stream("valid", task.source)
-        shutil.rmtree(stream, ignore_errors=True)  # a retried task starts over
+        self.s.layout.remove(stream)  # a retried task starts over (strictly inside the run)
         chained = (d for part_docs in docs for d in part_docs)
         stats = write_stream(stream, chained, self.s.eos, self.s.seq_len, None, self.s.shard_size,
                              task.samples_per_shard)
@@ -568,7 +567,7 @@ def per_shard_samples(plans: list[SourcePlan], seq_len: int) -> int:
 def clear_outputs(layout: RunLayout) -> None:
     """Remove what a mixture build replaces (only called once every check has passed)."""
     for path in layout.mixture_outputs:
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        layout.remove(path)  # strictly inside the run: a symlinked output is unlinked, its target kept
 
 
 # ---- driver: manifests, plan, catalogue, report ------------------------------------------------------------------

@@ -4,12 +4,54 @@ Cleaning writes ``docs/``, ``removed/``, ``quarantine/``, ``stats.json``, ``repo
 mixture build writes ``tokenizer/``, ``mds/``, ``streams.yaml``, ``plan.json``, ``catalogue/`` (and rewrites both
 reports); proxies live under ``proxy/``. Timings go to ``_work/``. Nothing else in Mixlab joins path segments of a
 run by hand.
+
+A run never writes or deletes outside its own folder: :func:`run_root` accepts only a plain name one level below
+``output_dir`` (after resolving symlinks), and every removal of old outputs goes through :meth:`RunLayout.remove`,
+which refuses any path that is not strictly inside the run directory and removes a symlink, never its target.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+from filters.errors import UserError
+
+# A run's name is one plain folder name: letters, digits, '_', '-' and '.', not starting with '.' (so never '.',
+# '..' or a hidden folder) and without separators.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+class RunDirError(UserError):
+    """A run directory that would lie outside its output_dir, or a removal outside the run directory."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run directory, or ``None`` when it is a plain folder name."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        return (f"{name!r} is not a plain folder name (letters, digits, '_', '-', '.', not starting with '.'; "
+                "no '/', '.' or '..')")
+    return None
+
+
+def run_root(output_dir: str | Path, name: str) -> Path:
+    """``<output_dir>/<name>`` (absolute), checked to be a folder strictly one level inside ``output_dir``.
+
+    Raises :class:`RunDirError` when ``name`` is not a plain name, or when the folder (a symlink, say) resolves
+    anywhere but directly inside the resolved ``output_dir``.
+    """
+    problem = name_problem(name)
+    if problem:
+        raise RunDirError(problem)
+    out = Path(output_dir).resolve()
+    root = out / name
+    resolved = root.resolve()
+    if resolved.parent != out:
+        raise RunDirError(f"run directory {root} resolves to {resolved}, outside {out} (a symlink?): a run must "
+                          f"stay inside its output_dir")
+    return root
 
 
 @dataclass(frozen=True)
@@ -164,3 +206,41 @@ class RunLayout:
     # proxies
     def proxy(self, config: str) -> Path:
         return self.root / "proxy" / config
+
+    # safety
+    @property
+    def lock_file(self) -> Path:
+        """``.lock``: the run's exclusive lock (mixlab.locks), holding the pid, host and command of its holder."""
+        return self.root / ".lock"
+
+    def inside(self, path: Path) -> Path:
+        """``path`` with its parent's symlinks resolved, checked to lie strictly inside the run directory.
+
+        The last component is not followed: a symlink inside the run is itself inside, wherever it points.
+        Raises :class:`RunDirError` otherwise.
+        """
+        root = self.root.resolve()
+        path = Path(path)
+        if not path.is_absolute():
+            path = self.root / path
+        where = path.parent.resolve() / path.name
+        if path.name in ("", ".", "..") or root not in where.parents:
+            raise RunDirError(f"refusing to touch {path}: it is not inside the run directory {root}")
+        return where
+
+    def remove(self, path: Path) -> bool:
+        """Remove a file, folder or symlink strictly inside the run directory; ``False`` if nothing was there.
+
+        A symlink is unlinked, never followed: what it points to survives. Anything outside the run directory,
+        or the run directory itself, raises :class:`RunDirError` and nothing is removed.
+        """
+        where = self.inside(path)
+        if where.is_symlink() or where.is_file():
+            where.unlink()
+        elif where.is_dir():
+            shutil.rmtree(where)  # never follows the symlinks it meets inside the tree
+        elif where.exists():
+            where.unlink()
+        else:
+            return False
+        return True

@@ -24,6 +24,7 @@ from filters import registry
 from filters.errors import UserError
 from filters.params import StrictModel
 from mixtures.dedup_spec import DedupSpec
+from mixtures.layout import RunDirError, name_problem, run_root
 from mixtures.mixture_spec import MixtureSpec
 from mixtures.quality_spec import QualityField
 
@@ -103,7 +104,7 @@ class PipelineSpec(StrictModel):
 class Spec(StrictModel):
     """A whole mixture spec."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str  # one plain folder name (mixtures.layout.name_problem): the run is <output_dir>/<name>/
     description: str = ""
     data_root: str = "."
     output_dir: str = "runs"
@@ -116,6 +117,14 @@ class Spec(StrictModel):
 
     # Filled in by load_spec, not by the YAML.
     spec_path: str = Field("", exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem:
+            raise ValueError(f"{problem}: the run directory is <output_dir>/<name>")
+        return name
 
     @field_validator("sources")
     @classmethod
@@ -143,8 +152,14 @@ class Spec(StrictModel):
 
     @property
     def run_dir(self) -> Path:
-        """``<output_dir>/<name>``; a relative output_dir is relative to the current directory."""
-        return Path(self.output_dir).resolve() / self.name
+        """``<output_dir>/<name>``; a relative output_dir is relative to the current directory.
+
+        Raises SpecError (naming the file and ``name``) when it would lie outside output_dir, e.g. through a symlink.
+        """
+        try:
+            return run_root(self.output_dir, self.name)
+        except RunDirError as err:
+            raise SpecError(f"{self.spec_path or '<spec>'}: name: {err}") from None
 
     def resolve_paths(self, source: str) -> list[str]:
         """The files (or ``hf://`` URIs) a source reads, globs expanded and sorted."""

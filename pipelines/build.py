@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -103,7 +102,7 @@ def build_mixture(spec: Spec, layout: RunLayout, runner: str | None = None,
     settings = mb.settings_for(spec, layout)
     timings: dict[str, float] = {}
     clock = time.monotonic()
-    shutil.rmtree(layout.build_work, ignore_errors=True)
+    layout.remove(layout.build_work)
 
     sources = sorted(spec.sources)
     parts = {s: mb.list_parts(layout.docs_of(s), s, "kept") for s in sources}
@@ -164,7 +163,7 @@ def build_mixture(spec: Spec, layout: RunLayout, runner: str | None = None,
     mb.write_catalogue_tables(layout, written, {p.source: p.epochs for p in plans})
     mb.report_section(layout, plan_doc)
     timings["merge"] = time.monotonic() - clock
-    shutil.rmtree(layout.build_work, ignore_errors=True)
+    layout.remove(layout.build_work)
     layout.work.mkdir(parents=True, exist_ok=True)
     layout.mixture_timings.write_text(json.dumps(
         {**timings, "tokens_tokenized": sum(c.token_ids for c in counts.values()),

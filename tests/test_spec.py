@@ -43,7 +43,7 @@ def test_a_good_spec_loads_with_paths_relative_to_the_spec(tmp_path: Path) -> No
         (GOOD + "seed: many\n", "seed: Input should be a valid integer"),
         (GOOD + "colour: blue\n", "colour: unknown key"),
         (GOOD.replace("data.jsonl]", "missing.jsonl]"), "sources.web.paths.0: no file matches"),
-        (GOOD.replace("name: mix_ok", "name: 'bad name'"), "name: String should match pattern"),
+        (GOOD.replace("name: mix_ok", "name: 'bad name'"), "name: 'bad name' is not a plain folder name"),
         ("- just\n- a list\n", "a mixture spec is a mapping at the top level"),
         ("name: [unclosed\n", "not valid YAML"),
     ],

@@ -61,8 +61,22 @@ def export_jsonl(layout: RunLayout, out_dir: Path) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def export_quarantine(layout: RunLayout, out_dir: Path) -> int:
+    """Write a run's quarantined records (every source) as OUT_DIR/quarantine.jsonl.gz; return their count.
+
+    Each row: ``source``, ``reason`` (``malformed_json:...``, ``truncated:...``, ``duplicate_id``, ...), ``location``
+    (``file:line``, ``file:row N``, ``file:record N`` or ``file:byte N``) and ``raw`` (the record's bytes as text).
+    """
+    import pyarrow.parquet as pq
+
+    rows = [{"source": r["source"], "reason": r["reason"], "location": r["id"], "raw": r["raw"]}
+            for p in sorted(layout.quarantine.glob("*/*.parquet")) for r in pq.read_table(p).to_pylist()]
+    write_jsonl(out_dir / "quarantine.jsonl.gz", rows)
+    return len(rows)
+
+
 def filter_file(args: argparse.Namespace) -> int:
-    """Run a chain on one file with the mixture pipeline; write kept/removed JSON Lines."""
+    """Run a chain on one file with the mixture pipeline; write kept/removed/quarantined JSON Lines."""
     from mixlab import jobs
 
     source = args.source or Path(args.input).name.split(".")[0] or "input"
@@ -74,9 +88,10 @@ def filter_file(args: argparse.Namespace) -> int:
                     sources={source: SourceSpec(paths=[str(Path(args.input).resolve())], filters=steps)})
         layout = jobs.clean(spec, runner=args.runner, extra=args.beam_option, force=True)
         kept, removed = export_jsonl(layout, out_dir)
+        quarantined = export_quarantine(layout, out_dir)
         for path in (layout.stats, layout.report, layout.funnel_chart):
             path.replace(out_dir / path.name)
-    print(f"kept {kept}, removed {removed} -> {out_dir}")
+    print(f"kept {kept}, removed {removed}, quarantined {quarantined} -> {out_dir}")
     return 0
 
 

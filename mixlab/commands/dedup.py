@@ -75,11 +75,11 @@ def build_spec(args: argparse.Namespace, inputs: list[str], tmp: str) -> Spec:
 
 
 def dedup_files(args: argparse.Namespace) -> int:
-    """Run exact + MinHash dedup over the inputs; write kept/removed JSON Lines and clusters.parquet."""
+    """Run exact + MinHash dedup over the inputs; write kept/removed/quarantined JSON Lines and clusters.parquet."""
     import pyarrow.parquet as pq
 
     from mixlab import jobs
-    from mixlab.commands.data import export_jsonl
+    from mixlab.commands.data import export_jsonl, export_quarantine
 
     if len(args.paths) < 2:
         raise SpecError("mixlab dedup: give at least one input file and the output directory")
@@ -90,6 +90,7 @@ def dedup_files(args: argparse.Namespace) -> int:
         spec = build_spec(args, inputs, tmp)
         layout = jobs.clean(spec, runner=args.runner, extra=args.beam_option, force=True)
         kept, removed = export_jsonl(layout, out_dir)
+        quarantined = export_quarantine(layout, out_dir)
         (out_dir / "clusters.parquet").unlink(missing_ok=True)
         if layout.dedup_clusters.exists():
             shutil.copyfile(layout.dedup_clusters, out_dir / "clusters.parquet")
@@ -99,5 +100,5 @@ def dedup_files(args: argparse.Namespace) -> int:
             pq.write_table(CLUSTER_SCHEMA.empty_table(), out_dir / "clusters.parquet")
         for path in (layout.stats, layout.report):
             path.replace(out_dir / path.name)
-    print(f"kept {kept}, removed {removed} -> {out_dir}")
+    print(f"kept {kept}, removed {removed}, quarantined {quarantined} -> {out_dir}")
     return 0

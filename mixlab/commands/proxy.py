@@ -1,4 +1,4 @@
-"""Handlers of ``mixlab proxy train|eval`` (torch and streaming load only when these run)."""
+"""Handlers of ``mixlab proxy train|eval|export`` (torch and streaming load only when these run)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,22 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    """Write an llm-foundry training YAML for a proxy size on a mixture run directory."""
+    from proxy_train.export import foundry_recipe, write_recipe
+    from proxy_train.train import config_from_args
+
+    cfg = config_from_args({**vars(args), "size": args.size})
+    recipe = foundry_recipe(args.run_dir, cfg, attn_impl=args.attn_impl, num_workers=args.num_workers)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"foundry-{args.size}.yaml"
+    write_recipe(recipe, out)
+    print(f"llm-foundry recipe: {out} ({recipe['max_duration']}, global batch {recipe['global_train_batch_size']}, "
+          f"{recipe['model']['n_layers']} layers x d_model {recipe['model']['d_model']})")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) -> None:
-    """Add ``proxy train`` and ``proxy eval`` to the mixlab CLI."""
+    """Add ``proxy train``, ``proxy eval`` and ``proxy export`` to the mixlab CLI."""
     proxy = sub.add_parser("proxy", help="train and evaluate MPT proxies on a mixture's MDS streams",
                            description="Train a small MPT proxy on a built mixture (RUN_DIR/streams.yaml) and "
                                        "score it. Multi-process: torchrun --nproc_per_node N -m mixlab "
@@ -95,3 +109,23 @@ def add_parser(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) -
     p.add_argument("--attn-backend", default="auto", choices=["auto", "flash", "flex", "sdpa", "reference"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=handler("mixlab.commands.proxy:evaluate"))
+
+    p = commands.add_parser("export", help="write an llm-foundry training YAML for a proxy size on RUN_DIR",
+                            description="Write an llm-foundry train.py recipe (TrainConfig YAML) that trains the "
+                                        "proxy's MPT (ALiBi, no biases, the size's shape) on RUN_DIR/streams.yaml "
+                                        "with the proxy's optimizer, schedule, batch and token budget. Default "
+                                        "output: RUN_DIR/foundry-<size>.yaml. See docs/proxy.md.")
+    p.add_argument("run_dir", help="mixture run directory holding streams.yaml, e.g. runs/mix_v3")
+    p.add_argument("--size", default="125m", choices=["tiny", "125m", "350m"], help="model size (default 125m)")
+    p.add_argument("--out", default=None, help="YAML file to write (default RUN_DIR/foundry-<size>.yaml)")
+    p.add_argument("--tokens", type=int, help="token budget (default: the size's, as proxy train)")
+    p.add_argument("--global-batch", type=int, help="global_train_batch_size (default: the size's)")
+    p.add_argument("--micro-batch", type=int, help="device_train_microbatch_size (default min(global batch, 16))")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the size's)")
+    p.add_argument("--seed", type=int, help="model init seed (default 17)")
+    p.add_argument("--data-seed", type=int, help="shuffle seed of the streams (default 9176)")
+    p.add_argument("--batching", choices=["random", "stratified"], help="streaming batching_method")
+    p.add_argument("--attn-impl", default="torch", choices=["torch", "flash"],
+                   help="llm-foundry attention (flash needs flash-attn; default torch)")
+    p.add_argument("--num-workers", type=int, default=8, help="dataloader workers per rank (default 8)")
+    p.set_defaults(func=handler("mixlab.commands.proxy:export"))
