@@ -48,6 +48,8 @@ class AblationConfig:
     mc_tasks: tuple[str, ...] = ()
     mc_limit: int | None = None
     bootstrap_seed: int = 0
+    # score the common set on this mix's cleaned text (experiments whose variants edit lines); None: identical texts
+    reference_mix: str | None = None
 
     def train_config(self, seed: int) -> TrainConfig:
         """The proxy's training config for seed index ``seed``."""
@@ -173,8 +175,13 @@ def _cleaned_texts(run_dir: Path, source: str, ids: set[str]) -> dict[str, str]:
     return dict(zip(table["id"], table["text"], strict=True))
 
 
-def common_eval_set(mixes: list[Mix]) -> CommonSet:
-    """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text."""
+def common_eval_set(mixes: list[Mix], reference: str | None = None) -> CommonSet:
+    """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text.
+
+    With ``reference`` (a mix name), a document every mix held out is scored on the reference mix's cleaned text
+    even where other mixes cleaned it differently (a variant without a line rule keeps more of each page): every
+    proxy is still scored on the same bytes, and none trained on any version of the document.
+    """
     catalogues = {m.name: _catalogue(m.run_dir) for m in mixes}
     lacking = [name for name, cat in catalogues.items() if cat is None]
     if lacking or not mixes:
@@ -184,18 +191,28 @@ def common_eval_set(mixes: list[Mix]) -> CommonSet:
     every = set.intersection(*(set(c["source"]) for c in cats))
     common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])
                                                                                       for c in cats)) - every)})
+    names = [m.name for m in mixes]
+    if reference is not None and reference not in names:
+        raise ValueError(f"reference mix {reference!r} is not one of the ablation's mixes ({', '.join(names)})")
+    ref = names.index(reference) if reference is not None else 0
     for source in sorted(every):
         ids = set.intersection(*(set(c.loc[(c["source"] == source) & (c["split"] == "valid"), "id"]) for c in cats))
         texts = [_cleaned_texts(m.run_dir, source, ids) for m in mixes]
         same = sorted(i for i in ids if len({t.get(i) for t in texts}) == 1 and i in texts[0])
-        differ = f"; {len(ids) - len(same)} more held out by every mix but cleaned to different texts, left out" \
-            if len(same) < len(ids) else ""
-        if not same:
+        if reference is not None:
+            scored = sorted(i for i in ids if i in texts[ref])
+            differ = f"; {len(scored) - len(same)} of them cleaned to other texts by some mix, scored on " \
+                     f"{reference}'s text" if len(same) < len(scored) else ""
+        else:
+            scored = same
+            differ = f"; {len(ids) - len(same)} more held out by every mix but cleaned to different texts, " \
+                     "left out" if len(same) < len(ids) else ""
+        if not scored:
             common.notes[source] = f"empty: {len(ids)} documents held out by every mix{differ}"
             continue
-        common.docs[source] = [(i, texts[0][i]) for i in same]
-        n_bytes = sum(len(texts[0][i].encode()) for i in same)
-        common.notes[source] = f"{len(same)} documents, {n_bytes:,} bytes{differ}"
+        common.docs[source] = [(i, texts[ref][i]) for i in scored]
+        n_bytes = sum(len(texts[ref][i].encode()) for i in scored)
+        common.notes[source] = f"{len(scored)} documents, {n_bytes:,} bytes{differ}"
     return common
 
 
@@ -279,7 +296,7 @@ def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dic
 
 def run_ablation(ablation: Ablation, seeds: int) -> Path:
     """Train and evaluate every missing (mix, seed) proxy, then write the report; returns report.md."""
-    common = common_eval_set(ablation.mixes)
+    common = common_eval_set(ablation.mixes, ablation.config.reference_mix)
     save_common_set(ablation, common)
     log.info("ablation %s: common evaluation set: %s", ablation.root.name,
              "; ".join(f"{s}: {note}" for s, note in common.notes.items()))
@@ -337,8 +354,11 @@ def write_report(ablation: Ablation, seeds: int, common: CommonSet | None = None
                          if cfg.mc_tasks else "no MC tasks"),
         "bpb/shared_mean": "mean over the domains every mix was scored on",
     }
+    text = (f"scored on {cfg.reference_mix}'s cleaned text (also where another mix cleaned a document "
+            "differently)" if cfg.reference_mix else "scored on their cleaned text (where every mix cleaned them "
+            "to the same text)")
     notes = ["Per source present in every mix, the documents every mix held out (the intersection of the runs' "
-             "validation splits), scored on their cleaned text under each proxy's own tokenizer; ids in "
+             f"validation splits), {text} under each proxy's own tokenizer; ids in "
              "`common_eval.json`. `bpb_common/mean` is the unweighted mean over the scored sources.", "",
              "| source | common set |", "|---|---|"]
     notes += [f"| {s} | {note} |" for s, note in (common.notes if common is not None else {}).items()] or \
