@@ -46,7 +46,9 @@ class Experiment:
     mixes: list[Mix]
     configs: dict[str, AblationConfig]  # proxy size -> the settings its proxies share
     variants: list[Variant] = field(default_factory=list)
+    kind: str = "ablate"  # ablate | leave-one-out | sweep
     command: str = ""
+    metric: str = LEAD  # the sweep's curve
 
     @property
     def baseline(self) -> str | None:
@@ -73,6 +75,7 @@ def run(experiment: Experiment, seeds: int) -> dict[str, Path]:
 
     reports: dict[str, Path] = {}
     ablations: dict[str, Ablation] = {}
+    warn_repeats(experiment)
     for size, cfg in experiment.configs.items():
         if experiment.baseline is not None:
             cfg = replace(cfg, reference_mix=experiment.baseline)
@@ -83,11 +86,26 @@ def run(experiment: Experiment, seeds: int) -> dict[str, Path]:
     results = {size: _results(a, seeds) for size, a in ablations.items()}
     if len(results) > 1:
         reports["cross-size"] = write_cross_size(experiment, results)
-    if experiment.baseline is not None and any(v.value is not None for v in experiment.variants):
-        reports["sweep"] = write_sweep(experiment, results, ablations)
-    elif experiment.baseline is not None:
+    if experiment.kind == "sweep":
+        reports["sweep"] = write_sweep(experiment, results, ablations, experiment.metric)
+    elif experiment.kind == "leave-one-out":
         reports["attribution"] = write_attribution(experiment, results)
     return reports
+
+
+def warn_repeats(experiment: Experiment) -> None:
+    """Warn when a proxy trains on more tokens than a mix's streams hold (its documents then repeat)."""
+    from proxy_train.train import SIZE_DEFAULTS
+
+    for size, cfg in experiment.configs.items():
+        tokens = cfg.tokens or SIZE_DEFAULTS[size]["tokens"]
+        for mix in experiment.mixes:
+            plan = mix.run_dir / "plan.json"
+            total = json.loads(plan.read_text(encoding="utf-8")).get("total_tokens") if plan.is_file() else None
+            if total and tokens > total:
+                log.warning("%s proxy: %d tokens, but %s's streams hold %d: its documents repeat %.1f times more "
+                            "than the plan says (raise the mixture's budget_tokens)", size, tokens, mix.name, total,
+                            tokens / total)
 
 
 def _results(ablation: Ablation, seeds: int) -> pd.DataFrame:
@@ -113,8 +131,13 @@ def kept(run_dir: Path, source: str) -> dict[str, float]:
         total = data.get("total_tokens") or 1
         for row in data["sources"]:
             if row["source"] == source:
-                out.update(unique_tokens=row["available_tokens"], share=row["target_tokens"] / total)
+                out.update(unique_tokens=_unique(row), share=row["target_tokens"] / total)
     return out
+
+
+def _unique(row: dict) -> int:
+    """Unique tokens of a source in the streams: all it has when it repeats, the sample when it is downsampled."""
+    return min(int(row["available_tokens"]), int(row["target_tokens"]))
 
 
 def _pct(new: float, old: float) -> str:
@@ -247,15 +270,17 @@ def write_sweep(experiment: Experiment, results: dict[str, pd.DataFrame], ablati
     lines = [f"# Sweep: `{path_label}` on {base.split('--')[0]}", "", "## Settings", "",
              *_settings(experiment, results),
              "- law: Muennighoff et al. 2023 (mixtures/scaling.py) with the proxy's parameters and tokens; each "
-             "source's effective data D' from its unique tokens (plan.json) and the tokens the proxy drew from it "
-             "(its share of the proxy's budget), summed. The law prices repetition only, never quality, and its "
+             "source's effective data D' from its unique tokens in the streams (plan.json: all it has when it "
+             "repeats, the sample when downsampled) and the tokens the proxy drew from it (its share of the "
+             "proxy's budget), summed. The law prices repetition only, never quality, and its "
              "constants are fitted at 10M-9B parameters on GPT-2 tokens: compare its *relative* change with the "
              "measured one. measured - law is what the swept setting did beyond the repetition it causes."]
     for size in results:
         part = table[table["size"] == size] if len(table) else table
         lines += ["", f"## {metric} per value ({size} proxy)", "",
-                  f"| value | {source} docs kept | {source} unique tokens | {source} epochs seen | {metric} "
-                  f"[95% CI] | vs first value [95% CI] | measured change | law loss | law change | measured - law |",
+                  f"| value | {source} docs kept | {source} unique tokens in the streams | {source} epochs seen | "
+                  f"{metric} [95% CI] | vs first value [95% CI] | measured change | law loss | law change | "
+                  "measured - law |",
                   "|---|---:|---:|---:|---|---|---:|---:|---:|---:|"]
         for r in part.to_dict("records"):
             epochs, law_change, change = r.get(f"{source}_epochs"), r.get("law_change"), r.get("measured_change")
@@ -291,7 +316,7 @@ def _law(run_dir: Path, params: float, tokens: float) -> dict[str, float]:
         return {}
     data = json.loads(plan.read_text(encoding="utf-8"))
     total = data.get("total_tokens") or 1
-    sources = {r["source"]: (float(r["available_tokens"]), tokens * r["target_tokens"] / total)
+    sources = {r["source"]: (float(_unique(r)), tokens * r["target_tokens"] / total)
                for r in data["sources"] if r["target_tokens"] > 0 and r["available_tokens"] > 0}
     return ablation_stats.repetition_law(params, sources) if sources else {}
 

@@ -50,6 +50,8 @@ class AblationConfig:
     bootstrap_seed: int = 0
     # score the common set on this mix's cleaned text (experiments whose variants edit lines); None: identical texts
     reference_mix: str | None = None
+    # own-split bpb/* on the first N samples of each validation stream (None: all; they are for learning curves)
+    valid_samples: int | None = None
 
     def train_config(self, seed: int) -> TrainConfig:
         """The proxy's training config for seed index ``seed``."""
@@ -244,7 +246,7 @@ def common_bits_per_byte(proxy_dir: Path, common: CommonSet) -> dict[str, float]
     streams = data.load_streams(meta["run_dir"])
     tok = prepare(Tokenizer.from_file(str(streams.tokenizer)))
     metrics = {f"{COMMON_PREFIX}{s}": evaluate.bits_per_byte_texts(
-        model, tok, [t for _, t in docs], device, streams.eos_token_id)["bits_per_byte"]
+        model, tok, [t for _, t in docs], device, streams.eos_token_id, batch_size=64)["bits_per_byte"]
         for s, docs in common.docs.items()}
     return {**metrics, f"{COMMON_PREFIX}mean": float(np.mean(list(metrics.values())))}
 
@@ -265,7 +267,7 @@ def backfill_common(ablation: Ablation, common: CommonSet, seeds: int) -> None:
             _append(ablation.results_path, result_rows(metrics, mix, seed, dict.fromkeys(metrics, False)))
 
 
-def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
+def bits_per_byte(proxy_dir: Path, max_samples: int | None = None) -> dict[str, float]:
     """Bits-per-byte of a proxy's newest checkpoint on each validation stream of the run it trained on."""
     import torch
 
@@ -273,7 +275,7 @@ def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
-    rows = evaluate.bits_per_byte(model, data.load_streams(meta["run_dir"]), device)
+    rows = evaluate.bits_per_byte(model, data.load_streams(meta["run_dir"]), device, max_samples=max_samples)
     return {r["domain"]: float(r["bits_per_byte"]) for r in rows}
 
 
@@ -283,9 +285,10 @@ def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dic
 
     cfg = ablation.config
     if not cfg.mc_tasks:
-        metrics = {f"bpb/{d}": v for d, v in bits_per_byte(out).items()}
+        metrics = {f"bpb/{d}": v for d, v in bits_per_byte(out, cfg.valid_samples).items()}
         return metrics, dict.fromkeys(metrics, False)
-    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks), limit=cfg.mc_limit, device="auto")
+    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks), limit=cfg.mc_limit, max_samples=cfg.valid_samples,
+                        device="auto")
     results = json.loads((eval_dir / "results.json").read_text(encoding="utf-8"))
     metrics = {f"bpb/{d}": v for d, v in results["bits_per_byte"].items()}
     for row in results["mc"]:

@@ -96,14 +96,16 @@ def ablate(args: argparse.Namespace) -> int:
     root = Path(args.out) / name
     configs = {size: AblationConfig(
         proxy=size, tokens=args.tokens or (TINY_TOKENS if tiny_docs and size == "tiny" else None),
-        global_batch=args.global_batch, data_seed=args.data_seed,
+        global_batch=args.global_batch, data_seed=args.data_seed, valid_samples=args.valid_samples or None,
         mc_tasks=tuple(t for t in args.mc_tasks.split(",") if t), mc_limit=args.mc_limit or None) for size in sizes}
     if variants:
         origin = args.leave_one_out or args.mixes[0]
         mixes = experiments.prepare_variants(variants, root, origin, tiny_docs, source_docs, budget)
     else:
         mixes = [resolve_spec(m, root, tiny_docs, source_docs, budget) for m in args.mixes]
-    experiment = experiments.Experiment(root, mixes, configs, variants, command=_command(args))
+    kind = "leave-one-out" if args.leave_one_out else "sweep" if args.sweep else "ablate"
+    experiment = experiments.Experiment(root, mixes, configs, variants, kind=kind, command=_command(args),
+                                        metric=args.metric)
     reports = experiments.run(experiment, args.seeds)
     for label, report in reports.items():
         print(f"{label + ':':<20} {report}")
@@ -162,6 +164,7 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) 
     p.add_argument("--sweep", metavar="PATH=V1,V2,...", default=None,
                    help="one variant of the spec per value of a spec key, e.g. "
                         "sources.web.filters.2.quality.top_percent=100,50,25 (the first value is the baseline)")
+    p.add_argument("--metric", default="bpb_common/mean", help="with --sweep: the metric of the curve")
     p.add_argument("--name", default=None, help="ablation name (default: the mixture names joined by '-')")
     p.add_argument("--out", default="ablations", help="parent directory of the ablation (default ablations/)")
     p.add_argument("--tokens", type=int, default=None,
@@ -170,6 +173,9 @@ def add_parsers(sub: argparse._SubParsersAction, handler: Callable[[str], Any]) 
     p.add_argument("--data-seed", type=int, default=9176, help="data-order seed shared by every proxy")
     p.add_argument("--mc-tasks", default="", help="comma-separated MC tasks from corpora/evals, e.g. copa,piqa")
     p.add_argument("--mc-limit", type=int, default=200, help="items per MC task, 0 = all (default 200)")
+    p.add_argument("--valid-samples", type=int, default=512,
+                   help="own-split bpb/* on the first N samples of each validation stream, 0 = all (default 512; "
+                        "the common set bpb_common/* is always scored whole)")
     p.add_argument("--tiny-docs", default=None, metavar="N|auto",
                    help="shrink each spec for CPU (BPE 512, 64-token sequences): auto = per source enough documents "
                         "for a >= 200 KB common evaluation set (mixtures/tiny.py), or the first N per source")
