@@ -13,7 +13,9 @@ The common evaluation set (``common_eval.json``): per source present in every mi
 out (``split = 'valid'`` in each run's catalogue), with their cleaned text from ``runs/<mix>/docs/<source>/``
 when every mix cleaned them to the same text. No mix trains on them, and every proxy is scored on the same bytes:
 ``bpb_common/<source>`` and ``bpb_common/mean``. A proxy recorded without them (or scored on a common set that
-has since changed) is scored again from its saved checkpoint, never retrained.
+has since changed) is scored again from its saved checkpoint, never retrained. Experiments over spec variants
+(``mixlab.experiments``) set ``reference_mix``: the documents every variant held out are scored on the baseline's
+cleaned text, also where a variant cleaned them differently.
 """
 
 from __future__ import annotations
@@ -180,41 +182,67 @@ def _cleaned_texts(run_dir: Path, source: str, ids: set[str]) -> dict[str, str]:
 def common_eval_set(mixes: list[Mix], reference: str | None = None) -> CommonSet:
     """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text.
 
-    With ``reference`` (a mix name), a document every mix held out is scored on the reference mix's cleaned text
-    even where other mixes cleaned it differently (a variant without a line rule keeps more of each page): every
-    proxy is still scored on the same bytes, and none trained on any version of the document.
+    With ``reference`` (a mix name; experiments over variants of one spec): per source of the reference, the
+    documents it held out that *no* mix trained on (each other mix held them out, removed them or never read
+    them), scored on the reference's cleaned text, also where another mix cleaned them differently or removed
+    them. A variant without a line rule keeps more of each page, a stricter quality cut removes most of the
+    baseline's pages: either way every proxy is scored on the same bytes, and none trained on any version of them.
     """
     catalogues = {m.name: _catalogue(m.run_dir) for m in mixes}
     lacking = [name for name, cat in catalogues.items() if cat is None]
     if lacking or not mixes:
         return CommonSet(notes={"(all)": f"no common set: {', '.join(lacking) or 'no mixes'} "
                                          "lack catalogue/docs.parquet (build with `mixlab mixture`)"})
+    if reference is not None:
+        return _reference_set(mixes, catalogues, reference)  # type: ignore[arg-type]
     cats = [c for c in catalogues.values() if c is not None]
     every = set.intersection(*(set(c["source"]) for c in cats))
     common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])
                                                                                       for c in cats)) - every)})
-    names = [m.name for m in mixes]
-    if reference is not None and reference not in names:
-        raise ValueError(f"reference mix {reference!r} is not one of the ablation's mixes ({', '.join(names)})")
-    ref = names.index(reference) if reference is not None else 0
     for source in sorted(every):
         ids = set.intersection(*(set(c.loc[(c["source"] == source) & (c["split"] == "valid"), "id"]) for c in cats))
         texts = [_cleaned_texts(m.run_dir, source, ids) for m in mixes]
         same = sorted(i for i in ids if len({t.get(i) for t in texts}) == 1 and i in texts[0])
-        if reference is not None:
-            scored = sorted(i for i in ids if i in texts[ref])
-            differ = f"; {len(scored) - len(same)} of them cleaned to other texts by some mix, scored on " \
-                     f"{reference}'s text" if len(same) < len(scored) else ""
-        else:
-            scored = same
-            differ = f"; {len(ids) - len(same)} more held out by every mix but cleaned to different texts, " \
-                     "left out" if len(same) < len(ids) else ""
-        if not scored:
+        differ = f"; {len(ids) - len(same)} more held out by every mix but cleaned to different texts, left out" \
+            if len(same) < len(ids) else ""
+        if not same:
             common.notes[source] = f"empty: {len(ids)} documents held out by every mix{differ}"
             continue
-        common.docs[source] = [(i, texts[ref][i]) for i in scored]
-        n_bytes = sum(len(texts[ref][i].encode()) for i in scored)
-        common.notes[source] = f"{len(scored)} documents, {n_bytes:,} bytes{differ}"
+        common.docs[source] = [(i, texts[0][i]) for i in same]
+        n_bytes = sum(len(texts[0][i].encode()) for i in same)
+        common.notes[source] = f"{len(same)} documents, {n_bytes:,} bytes{differ}"
+    return common
+
+
+def _reference_set(mixes: list[Mix], catalogues: dict[str, pd.DataFrame], reference: str) -> CommonSet:
+    """The reference mix's held-out documents that no mix trained on, with the reference's cleaned text."""
+    names = [m.name for m in mixes]
+    if reference not in names:
+        raise ValueError(f"reference mix {reference!r} is not one of the ablation's mixes ({', '.join(names)})")
+    ref_cat = catalogues[reference]
+    common = CommonSet()
+    for source in sorted(set(ref_cat["source"])):
+        held = set(ref_cat.loc[(ref_cat["source"] == source) & (ref_cat["split"] == "valid"), "id"])
+        trained = set().union(*(set(c.loc[(c["source"] == source) & (c["split"] == "train"), "id"])
+                                for c in catalogues.values()))
+        ids = held - trained
+        texts = {m.name: _cleaned_texts(m.run_dir, source, ids) for m in mixes}
+        ref_texts = texts[reference]
+        scored = sorted(i for i in ids if i in ref_texts)
+        removed = sum(1 for i in scored if any(i not in t for t in texts.values()))
+        edited = sum(1 for i in scored if len({t[i] for t in texts.values() if i in t}) > 1)
+        notes = [f"{len(scored)} documents held out by {reference}"]
+        if held & trained:
+            notes.append(f"{len(held & trained)} more that some mix trained on, left out")
+        if removed or edited:
+            notes.append(f"of them {removed} removed and {edited} cleaned to other texts by some mix, all scored on "
+                         f"{reference}'s text")
+        if not scored:
+            common.notes[source] = "empty: " + "; ".join(notes)
+            continue
+        common.docs[source] = [(i, ref_texts[i]) for i in scored]
+        n_bytes = sum(len(ref_texts[i].encode()) for i in scored)
+        common.notes[source] = f"{notes[0]}, {n_bytes:,} bytes" + "".join(f"; {n}" for n in notes[1:])
     return common
 
 
@@ -357,11 +385,12 @@ def write_report(ablation: Ablation, seeds: int, common: CommonSet | None = None
                          if cfg.mc_tasks else "no MC tasks"),
         "bpb/shared_mean": "mean over the domains every mix was scored on",
     }
-    text = (f"scored on {cfg.reference_mix}'s cleaned text (also where another mix cleaned a document "
-            "differently)" if cfg.reference_mix else "scored on their cleaned text (where every mix cleaned them "
-            "to the same text)")
-    notes = ["Per source present in every mix, the documents every mix held out (the intersection of the runs' "
-             f"validation splits), {text} under each proxy's own tokenizer; ids in "
+    which = (f"Per source of {cfg.reference_mix}, the documents it held out that no mix trained on (each other mix "
+             f"held them out or removed them), scored on {cfg.reference_mix}'s cleaned text (also where another mix "
+             "cleaned a document differently)" if cfg.reference_mix else
+             "Per source present in every mix, the documents every mix held out (the intersection of the runs' "
+             "validation splits), scored on their cleaned text (where every mix cleaned them to the same text)")
+    notes = [f"{which} under each proxy's own tokenizer; ids in "
              "`common_eval.json`. `bpb_common/mean` is the unweighted mean over the scored sources.", "",
              "| source | common set |", "|---|---|"]
     notes += [f"| {s} | {note} |" for s, note in (common.notes if common is not None else {}).items()] or \

@@ -162,3 +162,36 @@ def test_repetition_law_prices_repetition() -> None:
     assert repeated["effective_tokens"] < 1e9
     two = st.repetition_law(1e8, {"web": (5e8, 5e8), "wiki": (5e8, 5e8)})
     assert two["effective_tokens"] == pytest.approx(1e9)
+
+
+# ---- the common set of an experiment: the baseline's held-out documents no variant trained on ---------------
+
+def _run(root: Path, name: str, rows: list[tuple[str, str, str | None]], texts: dict[str, str]) -> Path:
+    """A fake run directory: catalogue rows (id, split, text key) for source web, cleaned texts of kept ones."""
+    run = root / name
+    (run / "catalogue").mkdir(parents=True)
+    (run / "docs" / "web").mkdir(parents=True)
+    pd.DataFrame([{"source": "web", "id": i, "split": split} for i, split, _ in rows]).to_parquet(
+        run / "catalogue" / "docs.parquet")
+    pd.DataFrame([{"id": i, "text": texts[key]} for i, _, key in rows if key is not None]).to_parquet(
+        run / "docs" / "web" / "part-0.parquet")
+    return run
+
+
+def test_reference_set_keeps_what_no_variant_trained_on(tmp_path: Path) -> None:
+    from proxy_train.ablate import Mix, common_eval_set
+
+    texts = {"a": "page a", "a+js": "page a\nenable javascript", "b": "page b", "c": "page c", "d": "page d"}
+    base = _run(tmp_path, "base", [("a", "valid", "a"), ("b", "valid", "b"), ("c", "valid", "c"),
+                                   ("d", "train", "d")], texts)
+    # the variant keeps a with more lines (held out), removed b, trained on c
+    variant = _run(tmp_path, "variant", [("a", "valid", "a+js"), ("b", None, None), ("c", "train", "c"),
+                                         ("d", "train", "d")], texts)
+    mixes = [Mix("base", base), Mix("variant", variant)]
+    common = common_eval_set(mixes, reference="base")
+    assert common.docs["web"] == [("a", "page a"), ("b", "page b")]  # baseline text; c leaked, d trained
+    assert "1 more that some mix trained on" in common.notes["web"]
+    assert "1 removed and 1 cleaned to other texts" in common.notes["web"]
+    assert common_eval_set(mixes).docs == {}  # without a reference: no document has the same text everywhere
+    with pytest.raises(ValueError, match="reference mix"):
+        common_eval_set(mixes, reference="other")
