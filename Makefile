@@ -36,14 +36,18 @@ mixture: $(STAMP) $(LID_MODEL)
 tokens: $(STAMP)
 	$(BIN)/mixlab tokens $(MIX) $(if $(Q),"$(Q)")
 
-# Proxies per mixture and seed, compared with uncertainty (docs/ablations.md). By default a quick CPU run on tiny
-# copies of the mixtures (first 60 documents per source); ABLATE_ARGS= (empty) ablates the full mixtures.
+# Proxies per mixture and seed, compared with uncertainty (docs/ablations.md). By default the small CPU proxy on
+# tiny copies of the mixtures (--tiny-docs auto: a >= 200 KB common evaluation set per source); PROXY=tiny for a
+# quick smoke run, PROXY=tiny,small to check the ranking across sizes, ABLATE_ARGS= (empty) for the full mixtures.
+# Rule attribution: make ablate LOO=mix_v1.yaml SOURCE=web; a sweep: make ablate SWEEP=PATH=V1,V2 MIX=mix_v3.yaml
 MIXES ?= mix_v1.yaml mix_v2.yaml mix_v3.yaml
 SEEDS ?= 3
-PROXY ?= tiny
-ABLATE_ARGS ?= --tiny-docs 60
+PROXY ?= small
+SOURCE ?= web
+ABLATE_ARGS ?= --tiny-docs auto
 ablate: $(STAMP) $(LID_MODEL)
-	OMP_NUM_THREADS=1 $(BIN)/mixlab ablate $(MIXES) --seeds $(SEEDS) --proxy $(PROXY) $(ABLATE_ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/mixlab ablate $(if $(LOO),--leave-one-out $(LOO) --source $(SOURCE),$(if $(SWEEP),\
+	  --sweep '$(SWEEP)' $(MIX),$(MIXES))) --seeds $(SEEDS) --proxy $(PROXY) $(ABLATE_ARGS)
 
 # Predicted-best mixture around MIX's weights, written as the next mixtures/mix_vN.yaml (RegMix-style)
 propose: $(STAMP) $(LID_MODEL)

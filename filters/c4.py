@@ -157,6 +157,14 @@ class C4Cleaner:
                                                             "(`c4.too_long_word`)")] = MAX_WORD_LENGTH
     name: str = field(default="c4_clean", init=False)
 
+    # Switches for ablations (datatrove C4QualityFilter's names); the defaults are TFDS's, so decisions are identical.
+    remove_citations: bool = True  # strip [1], [edit], [citation needed] (`c4.citation`)
+    filter_no_terminal_punct: bool = True  # drop lines without an end mark (`c4.no_endmark`)
+    filter_lorem_ipsum: bool = True  # drop pages with "lorem ipsum" (`c4.lorem_ipsum`)
+    filter_javascript: bool = True  # drop lines mentioning javascript (`c4.javascript`)
+    filter_curly_bracket: bool = True  # drop pages with a "{" (`c4.curly_bracket`)
+    filter_policy: bool = True  # drop cookie / privacy / terms-of-use lines (`c4.policy`)
+
     def __call__(self, doc: Document) -> Verdict:
         kept, page_reason, edits = self.clean_lines(doc.text.splitlines())
         if page_reason is not None:
@@ -172,30 +180,32 @@ class C4Cleaner:
         rare: dict[str, int] = {}
         no_endmark = too_short = citation = 0  # the common line drops, counted in locals for speed
         max_word, min_words = self.max_word_length, self.min_words_per_line
+        citations, end_mark, lorem = self.remove_citations, self.filter_no_terminal_punct, self.filter_lorem_ipsum
+        javascript, curly, policy = self.filter_javascript, self.filter_curly_bracket, self.filter_policy
         for raw in lines:
             line = raw.strip()
             if len(line) > max_word and has_too_long_word(line, max_word):
                 _add(rare, "c4.too_long_word", len(line))
                 continue
-            if "[" in line:
+            if citations and "[" in line:
                 stripped = strip_citations(line)
                 citation += len(line) - len(stripped)
                 line = stripped
-            if lacks_end_mark(line):
+            if end_mark and lacks_end_mark(line):
                 no_endmark += len(line)
                 continue
             if is_too_short(line, min_words):
                 too_short += len(line)
                 continue
             lower = line.lower()
-            if has_lorem_ipsum(lower):
+            if lorem and has_lorem_ipsum(lower):
                 return kept, "c4.lorem_ipsum", _edits(rare, no_endmark, too_short, citation)
-            if mentions_javascript(lower):
+            if javascript and mentions_javascript(lower):
                 _add(rare, "c4.javascript", len(line))
                 continue
-            if has_curly_bracket(line):
+            if curly and has_curly_bracket(line):
                 return kept, "c4.curly_bracket", _edits(rare, no_endmark, too_short, citation)
-            if is_policy_line(lower):
+            if policy and is_policy_line(lower):
                 _add(rare, "c4.policy", len(line))
                 continue
             kept.append(line)

@@ -235,3 +235,38 @@ def resolve_mix(arg: str, root: Path, tiny_docs: int | None, source_docs: dict[s
                        source_docs=source_docs) if tiny_docs else None
     spec = tiny or load_spec(arg)
     return Mix(spec.name, ensure_built(spec, tiny=bool(tiny_docs)))
+
+
+def resolve_spec(arg: str | Path, root: Path, tiny_docs: int | None, source_docs: dict[str, int] | None = None,
+                 budget_tokens: int | None = None) -> Mix:
+    """As :func:`resolve_mix`, with the tiny copy's token budget; a tiny copy that changed since its build is rebuilt.
+
+    The tiny copy (``root/specs/<name>.yaml``) is rewritten on every call; when its text differs from the one its
+    run was built from (other document counts, budget or validation), the mixture is built again (cleaning is
+    still reused by fingerprint when the sources and filters are the same).
+    """
+    from proxy_train.ablate import Mix
+
+    if RunLayout(Path(arg)).streams.is_file():
+        return Mix(Path(arg).resolve().name, Path(arg).resolve())
+    if not tiny_docs:
+        spec = load_spec(arg)
+        return Mix(spec.name, ensure_built(spec))
+    extra = {"budget_tokens": budget_tokens} if budget_tokens else {}
+    spec = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs", source_docs=source_docs,
+                       **extra)
+    layout = RunLayout(spec.run_dir)
+    stamp = layout.root / "tiny_spec.json"
+    key = fingerprint(Path(spec.spec_path).read_text(encoding="utf-8"))
+    if layout.streams.is_file() and _manifest_fingerprint(stamp) != key:
+        log.warning("tiny copy %s changed since its run was built; building its mixture again", spec.spec_path)
+        layout.streams.unlink()
+    root_dir = ensure_built(spec, tiny=True)
+    stamp.write_text(json.dumps({"fingerprint": key, "spec": spec.spec_path}) + "\n", encoding="utf-8")
+    return Mix(spec.name, root_dir)
+
+
+def resolve_variant(path: Path, root: Path, tiny_docs: int | None, source_docs: dict[str, int] | None = None,
+                    budget_tokens: int | None = None) -> Mix:
+    """A variant spec written by an experiment, built (as a tiny copy with ``tiny_docs``)."""
+    return resolve_spec(path, root, tiny_docs, source_docs, budget_tokens)

@@ -275,3 +275,125 @@ def write_report(results: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, tit
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_ablation_html(out_dir / "report.html", summary, pairs, stability, curves, title, settings, lead, sections)
     return path
+
+
+# ---- experiments: effects against a baseline, agreement across proxy sizes, the repetition law ----------------
+# (statistics only; mixlab/experiments.py writes the experiment reports from these tables)
+
+EFFECT_COLUMNS = ["metric", "variant", "seeds", "baseline_mean", "variant_mean", "effect", "ci_low", "ci_high",
+                  "p_better", "higher_is_better"]
+
+
+def paired_effects(results: pd.DataFrame, baseline: str, level: float = 0.95, n_boot: int = 2000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Per metric and variant: the mean of (variant - baseline) over the seeds both have, with its interval.
+
+    Paired by seed (seed k of every mix starts from the same initialisation), so the difference cancels the
+    luck of the init both share. ``effect`` > 0 means the metric went up (for bpb: worse). The interval is a
+    percentile bootstrap of the mean paired difference (seeds resampled, ``n_boot`` draws); ``p_better`` is the
+    paired-bootstrap probability that the variant beats the baseline (ties half), as :func:`beat_probability`.
+    """
+    check_results(results)
+    if baseline not in set(results.mix):
+        raise ValueError(f"baseline {baseline!r} has no results; mixes: {', '.join(sorted(set(results.mix)))}")
+    rows = []
+    for metric in sorted(results.metric.unique()):
+        wide = _wide(results, metric)
+        if baseline not in wide.columns:
+            continue
+        higher = bool(results.loc[results.metric == metric, "higher_is_better"].iloc[0])
+        for variant in sorted(c for c in wide.columns if c != baseline):
+            both = wide[[baseline, variant]].dropna()
+            if both.empty:
+                continue
+            diff = (both[variant] - both[baseline]).to_numpy(float)
+            low, high = bootstrap_ci(diff, level, n_boot, seed)
+            rows.append({"metric": metric, "variant": variant, "seeds": len(diff),
+                         "baseline_mean": float(both[baseline].mean()), "variant_mean": float(both[variant].mean()),
+                         "effect": float(diff.mean()), "ci_low": low, "ci_high": high,
+                         "p_better": beat_probability(both[variant], both[baseline], higher, n_boot, seed),
+                         "higher_is_better": higher})
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def _pair_signs(means: np.ndarray) -> np.ndarray:
+    """sign(mean_i - mean_j) for every pair i < j of mixes (the last axis holds the mixes)."""
+    i, j = np.triu_indices(means.shape[-1], k=1)
+    return np.sign(means[..., i] - means[..., j])
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of mix pairs two orderings agree on (signs of pairwise differences; a tie on either side counts half)."""
+    tie = (a == 0) | (b == 0)
+    return np.where(tie, 0.5, (a == b).astype(float)).mean(axis=-1)
+
+
+def size_agreement(a: pd.DataFrame, b: pd.DataFrame, level: float = 0.95, n_boot: int = 2000,
+                   seed: int = 0) -> dict:
+    """How often two proxy sizes order the mixes the same way (DataDecide's decision accuracy between scales).
+
+    ``a`` and ``b`` are seed x mix tables of one metric (rows: seeds, columns: mixes) from the two sizes. The
+    point estimate compares the mixes' means over seeds: the share of mix pairs whose order is the same at both
+    sizes (a tie counts half). The interval resamples the seeds of each size independently (rows with
+    replacement, the same rows for every mix of that size, so seed pairing within a size is kept) and recomputes
+    the share, ``n_boot`` times; ``pair_agreement`` is, per mix pair, the share of resamples in which the sizes
+    agree. Direction does not matter here (the same metric at both sizes), only whether the orders match.
+    """
+    mixes = sorted(set(a.columns) & set(b.columns))
+    if len(mixes) < 2:
+        raise ValueError(f"size agreement needs two mixes scored at both sizes, got {mixes}")
+    a, b = a[mixes].dropna().to_numpy(float), b[mixes].dropna().to_numpy(float)
+    if not len(a) or not len(b):
+        raise ValueError("size agreement needs at least one seed with every mix at each size")
+    point = float(_agreement(_pair_signs(a.mean(axis=0)), _pair_signs(b.mean(axis=0))))
+    rng = np.random.default_rng(seed)
+    draws_a = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(axis=1)  # (n_boot, mixes)
+    draws_b = b[rng.integers(0, len(b), (n_boot, len(b)))].mean(axis=1)
+    sa, sb = _pair_signs(draws_a), _pair_signs(draws_b)
+    shares = _agreement(sa, sb)
+    tail = (1 - level) / 2 * 100
+    i, j = np.triu_indices(len(mixes), k=1)
+    per_pair = np.where((sa == 0) | (sb == 0), 0.5, (sa == sb).astype(float)).mean(axis=0)
+    return {"mixes": mixes, "pairs": len(i), "seeds": (len(a), len(b)), "agreement": point,
+            "ci_low": float(np.percentile(shares, tail)), "ci_high": float(np.percentile(shares, 100 - tail)),
+            "pair_agreement": {f"{mixes[x]} vs {mixes[y]}": float(p) for x, y, p in zip(i, j, per_pair, strict=True)}}
+
+
+def size_agreements(results: dict[str, pd.DataFrame], metrics: list[str], level: float = 0.95,
+                    n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """:func:`size_agreement` for every metric and every two sizes (``results``: size -> results table)."""
+    rows = []
+    for metric in metrics:
+        for small, large in itertools.combinations(results, 2):
+            a, b = _wide(results[small], metric), _wide(results[large], metric)
+            if a.empty or b.empty or len(set(a.columns) & set(b.columns)) < 2:
+                continue
+            agree = size_agreement(a, b, level, n_boot, seed)
+            rows.append({"metric": metric, "size_a": small, "size_b": large, "mixes": len(agree["mixes"]),
+                         "pairs": agree["pairs"], "agreement": agree["agreement"], "ci_low": agree["ci_low"],
+                         "ci_high": agree["ci_high"],
+                         "pair_agreement": "; ".join(f"{k} {v:.2f}" for k, v in agree["pair_agreement"].items())})
+    return pd.DataFrame(rows, columns=["metric", "size_a", "size_b", "mixes", "pairs", "agreement", "ci_low",
+                                       "ci_high", "pair_agreement"])
+
+
+def repetition_law(params: float, sources: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """The data-constrained law's loss for a proxy whose sources are seen ``seen`` times from ``unique`` tokens.
+
+    ``sources``: source -> (unique tokens available, tokens the proxy trained on from it). Muennighoff et al.'s
+    effective data (:func:`mixtures.scaling.effective_data`) is taken per source and summed, the effective
+    parameters use the total unique tokens; the loss is the paper's fitted ``E + A / N'^alpha + B / D'^beta``.
+    The law knows nothing of quality: it predicts only what repetition costs. Its constants are fitted on
+    GPT-2-tokenised C4 at 10M-9B parameters, so at proxy scale read its *relative* change, not its level.
+    """
+    from mixtures import scaling
+
+    unique = sum(u for u, _ in sources.values())
+    seen = sum(s for _, s in sources.values())
+    if unique <= 0 or seen <= 0 or params <= 0:
+        raise ValueError("repetition_law needs positive params, unique and seen tokens")
+    d_eff = sum(scaling.effective_data(u, s / u) for u, s in sources.values() if u > 0)
+    n_eff = scaling.effective_params(params, unique)
+    loss = scaling.E + scaling.A / n_eff**scaling.ALPHA + scaling.B / d_eff**scaling.BETA
+    return {"unique_tokens": unique, "seen_tokens": seen, "effective_tokens": d_eff, "effective_params": n_eff,
+            "law_loss": loss}

@@ -51,7 +51,7 @@ class SourceMix(StrictModel):
 class ValidationSpec(StrictModel):
     """Held-out documents per source (a fraction, at least ``min_docs``); never trained on."""
 
-    fraction: float = Field(0.02, ge=0, lt=0.5)
+    fraction: float = Field(0.04, ge=0, lt=0.5)
     min_docs: int = Field(1, ge=1)
     max_docs: int = Field(500, ge=1)
 

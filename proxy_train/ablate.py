@@ -13,7 +13,9 @@ The common evaluation set (``common_eval.json``): per source present in every mi
 out (``split = 'valid'`` in each run's catalogue), with their cleaned text from ``runs/<mix>/docs/<source>/``
 when every mix cleaned them to the same text. No mix trains on them, and every proxy is scored on the same bytes:
 ``bpb_common/<source>`` and ``bpb_common/mean``. A proxy recorded without them (or scored on a common set that
-has since changed) is scored again from its saved checkpoint, never retrained.
+has since changed) is scored again from its saved checkpoint, never retrained. Experiments over spec variants
+(``mixlab.experiments``) set ``reference_mix``: the documents every variant held out are scored on the baseline's
+cleaned text, also where a variant cleaned them differently.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class AblationConfig:
     mc_tasks: tuple[str, ...] = ()
     mc_limit: int | None = None
     bootstrap_seed: int = 0
+    # score the common set on this mix's cleaned text (experiments whose variants edit lines); None: identical texts
+    reference_mix: str | None = None
+    # own-split bpb/* on the first N samples of each validation stream (None: all; they are for learning curves)
+    valid_samples: int | None = None
 
     def train_config(self, seed: int) -> TrainConfig:
         """The proxy's training config for seed index ``seed``."""
@@ -115,6 +121,33 @@ def _append(path: Path, rows: pd.DataFrame) -> None:
     tmp.replace(path)
 
 
+def release_shared_memory() -> int:
+    """Close the shared memory blocks of finished StreamingDatasets; returns how many were released.
+
+    streaming 0.13 registers every block it creates or attaches to (also the ones it only opens to find a free
+    prefix) with ``atexit``, so none is ever garbage-collected: each stays open, one file descriptor apiece,
+    until the process ends, and every new dataset probes all blocks under /dev/shm. One proxy leaves hundreds of
+    descriptors; an ablation of some 20 proxies in one process died with "Too many open files". Called between
+    proxies, when no dataset is in use: blocks this process created are closed and unlinked, blocks of other
+    processes only closed (streaming's own ``cleanup``).
+    """
+    import atexit
+    import gc
+
+    from mixtures.streaming_compat import import_streaming
+
+    import_streaming()
+    from streaming.base.shared.memory import SharedMemory
+
+    released = 0
+    for obj in gc.get_objects():
+        if type(obj) is SharedMemory:  # not isinstance: that reads __class__, which warns on some torch objects
+            obj.cleanup()
+            atexit.unregister(obj.cleanup)
+            released += 1
+    return released
+
+
 def train_proxy(ablation: Ablation, mix: Mix, seed: int) -> Path:
     """Train (or resume, or reuse) the proxy of ``mix`` and ``seed``; returns its output directory."""
     out = ablation.proxy_dir(mix.name, seed)
@@ -174,13 +207,22 @@ def _cleaned_texts(run_dir: Path, source: str, ids: set[str]) -> dict[str, str]:
     return dict(zip(table["id"], table["text"], strict=True))
 
 
-def common_eval_set(mixes: list[Mix]) -> CommonSet:
-    """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text."""
+def common_eval_set(mixes: list[Mix], reference: str | None = None) -> CommonSet:
+    """Per source in every mix: the documents every mix held out, when every mix cleaned them to the same text.
+
+    With ``reference`` (a mix name; experiments over variants of one spec): per source of the reference, the
+    documents it held out that *no* mix trained on (each other mix held them out, removed them or never read
+    them), scored on the reference's cleaned text, also where another mix cleaned them differently or removed
+    them. A variant without a line rule keeps more of each page, a stricter quality cut removes most of the
+    baseline's pages: either way every proxy is scored on the same bytes, and none trained on any version of them.
+    """
     catalogues = {m.name: _catalogue(m.run_dir) for m in mixes}
     lacking = [name for name, cat in catalogues.items() if cat is None]
     if lacking or not mixes:
         return CommonSet(notes={"(all)": f"no common set: {', '.join(lacking) or 'no mixes'} "
                                          "lack catalogue/docs/ (build with `mixlab mixture`)"})
+    if reference is not None:
+        return _reference_set(mixes, catalogues, reference)  # type: ignore[arg-type]
     cats = [c for c in catalogues.values() if c is not None]
     every = set.intersection(*(set(c["source"]) for c in cats))
     common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])
@@ -197,6 +239,38 @@ def common_eval_set(mixes: list[Mix]) -> CommonSet:
         common.docs[source] = [(i, texts[0][i]) for i in same]
         n_bytes = sum(len(texts[0][i].encode()) for i in same)
         common.notes[source] = f"{len(same)} documents, {n_bytes:,} bytes{differ}"
+    return common
+
+
+def _reference_set(mixes: list[Mix], catalogues: dict[str, pd.DataFrame], reference: str) -> CommonSet:
+    """The reference mix's held-out documents that no mix trained on, with the reference's cleaned text."""
+    names = [m.name for m in mixes]
+    if reference not in names:
+        raise ValueError(f"reference mix {reference!r} is not one of the ablation's mixes ({', '.join(names)})")
+    ref_cat = catalogues[reference]
+    common = CommonSet()
+    for source in sorted(set(ref_cat["source"])):
+        held = set(ref_cat.loc[(ref_cat["source"] == source) & (ref_cat["split"] == "valid"), "id"])
+        trained = set().union(*(set(c.loc[(c["source"] == source) & (c["split"] == "train"), "id"])
+                                for c in catalogues.values()))
+        ids = held - trained
+        texts = {m.name: _cleaned_texts(m.run_dir, source, ids) for m in mixes}
+        ref_texts = texts[reference]
+        scored = sorted(i for i in ids if i in ref_texts)
+        removed = sum(1 for i in scored if any(i not in t for t in texts.values()))
+        edited = sum(1 for i in scored if len({t[i] for t in texts.values() if i in t}) > 1)
+        notes = [f"{len(scored)} documents held out by {reference}"]
+        if held & trained:
+            notes.append(f"{len(held & trained)} more that some mix trained on, left out")
+        if removed or edited:
+            notes.append(f"of them {removed} removed and {edited} cleaned to other texts by some mix, all scored on "
+                         f"{reference}'s text")
+        if not scored:
+            common.notes[source] = "empty: " + "; ".join(notes)
+            continue
+        common.docs[source] = [(i, ref_texts[i]) for i in scored]
+        n_bytes = sum(len(ref_texts[i].encode()) for i in scored)
+        common.notes[source] = f"{notes[0]}, {n_bytes:,} bytes" + "".join(f"; {n}" for n in notes[1:])
     return common
 
 
@@ -228,7 +302,7 @@ def common_bits_per_byte(proxy_dir: Path, common: CommonSet) -> dict[str, float]
     streams = data.load_streams(meta["run_dir"])
     tok = prepare(Tokenizer.from_file(str(streams.tokenizer_file)))
     metrics = {f"{COMMON_PREFIX}{s}": evaluate.bits_per_byte_texts(
-        model, tok, [t for _, t in docs], device, streams.eos_token_id)["bits_per_byte"]
+        model, tok, [t for _, t in docs], device, streams.eos_token_id, batch_size=64)["bits_per_byte"]
         for s, docs in common.docs.items()}
     return {**metrics, f"{COMMON_PREFIX}mean": float(np.mean(list(metrics.values())))}
 
@@ -249,7 +323,7 @@ def backfill_common(ablation: Ablation, common: CommonSet, seeds: int) -> None:
             _append(ablation.results_path, result_rows(metrics, mix, seed, dict.fromkeys(metrics, False)))
 
 
-def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
+def bits_per_byte(proxy_dir: Path, max_samples: int | None = None) -> dict[str, float]:
     """Bits-per-byte of a proxy's newest checkpoint on each validation stream of the run it trained on."""
     import torch
 
@@ -257,7 +331,7 @@ def bits_per_byte(proxy_dir: Path) -> dict[str, float]:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = evaluate.load_model(evaluate.resolve_checkpoint(proxy_dir), device)
-    rows = evaluate.bits_per_byte(model, data.load_streams(meta["run_dir"]), device)
+    rows = evaluate.bits_per_byte(model, data.load_streams(meta["run_dir"]), device, max_samples=max_samples)
     return {r["domain"]: float(r["bits_per_byte"]) for r in rows}
 
 
@@ -267,9 +341,10 @@ def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dic
 
     cfg = ablation.config
     if not cfg.mc_tasks:
-        metrics = {f"bpb/{d}": v for d, v in bits_per_byte(out).items()}
+        metrics = {f"bpb/{d}": v for d, v in bits_per_byte(out, cfg.valid_samples).items()}
         return metrics, dict.fromkeys(metrics, False)
-    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks), limit=cfg.mc_limit, device="auto")
+    eval_dir = evaluate(out, tasks=list(cfg.mc_tasks), limit=cfg.mc_limit, max_samples=cfg.valid_samples,
+                        device="auto")
     results = json.loads((eval_dir / "results.json").read_text(encoding="utf-8"))
     metrics = {f"bpb/{d}": v for d, v in results["bits_per_byte"].items()}
     for row in results["mc"]:
@@ -280,7 +355,7 @@ def evaluate_proxy(ablation: Ablation, out: Path) -> tuple[dict[str, float], dic
 
 def run_ablation(ablation: Ablation, seeds: int) -> Path:
     """Train and evaluate every missing (mix, seed) proxy, then write the report; returns report.md."""
-    common = common_eval_set(ablation.mixes)
+    common = common_eval_set(ablation.mixes, ablation.config.reference_mix)
     save_common_set(ablation, common)
     log.info("ablation %s: common evaluation set: %s", ablation.root.name,
              "; ".join(f"{s}: {note}" for s, note in common.notes.items()))
@@ -297,6 +372,7 @@ def run_ablation(ablation: Ablation, seeds: int) -> Path:
         metrics, higher = {**metrics, **shared}, {**higher, **dict.fromkeys(shared, False)}
         _append(ablation.curves_path, curve_rows(out, mix.name, seed))
         _append(ablation.results_path, result_rows(metrics, mix.name, seed, higher))  # last: marks it done
+        release_shared_memory()
     backfill_common(ablation, common, seeds)
     return write_report(ablation, seeds, common)
 
@@ -338,8 +414,12 @@ def write_report(ablation: Ablation, seeds: int, common: CommonSet | None = None
                          if cfg.mc_tasks else "no MC tasks"),
         "bpb/shared_mean": "mean over the domains every mix was scored on",
     }
-    notes = ["Per source present in every mix, the documents every mix held out (the intersection of the runs' "
-             "validation splits), scored on their cleaned text under each proxy's own tokenizer; ids in "
+    which = (f"Per source of {cfg.reference_mix}, the documents it held out that no mix trained on (each other mix "
+             f"held them out or removed them), scored on {cfg.reference_mix}'s cleaned text (also where another mix "
+             "cleaned a document differently)" if cfg.reference_mix else
+             "Per source present in every mix, the documents every mix held out (the intersection of the runs' "
+             "validation splits), scored on their cleaned text (where every mix cleaned them to the same text)")
+    notes = [f"{which} under each proxy's own tokenizer; ids in "
              "`common_eval.json`. `bpb_common/mean` is the unweighted mean over the scored sources.", "",
              "| source | common set |", "|---|---|"]
     notes += [f"| {s} | {note} |" for s, note in (common.notes if common is not None else {}).items()] or \

@@ -50,6 +50,8 @@ class MPTConfig:
 SIZES: dict[str, MPTConfig] = {
     # CPU size for tests and smoke runs: 6 heads exercises the non-power-of-two ALiBi slopes.
     "tiny": MPTConfig(d_model=96, n_heads=6, n_layers=2),
+    # CPU preset for decisions on tiny copies: ~0.9M parameters at vocab 512 (docs/ablations.md, "Measured").
+    "small": MPTConfig(d_model=128, n_heads=4, n_layers=4),
     "125m": MPTConfig(d_model=768, n_heads=12, n_layers=12),
     "350m": MPTConfig(d_model=1024, n_heads=16, n_layers=24),
 }

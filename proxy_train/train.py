@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # Per-size defaults: llm-foundry's mpt-125m/350m yamls (lr, global batch, token budget); tiny is for CPU.
 SIZE_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"lr": 3e-3, "global_batch": 8, "tokens": 400_000},  # 97 steps at max_seq_len 512
+    "small": {"lr": 2e-3, "global_batch": 16, "tokens": 614_400},  # 600 steps at max_seq_len 64 (tiny copies)
     "125m": {"lr": 6e-4, "global_batch": 256, "tokens": 2_500_000_000},
     "350m": {"lr": 3e-4, "global_batch": 256, "tokens": 7_000_000_000},
 }
