@@ -41,7 +41,7 @@ from mixtures import catalogue
 from mixtures.layout import RunLayout
 from mixtures.mds import StreamStats, merge_indexes, samples_per_shard, shard_of, shard_table, write_stream
 from mixtures.mixture_spec import MixtureSpec
-from mixtures.plan import SourcePlan, apportion_parts, part_schedule
+from mixtures.plan import QUALITY_BINS, SourcePlan, apportion_parts, part_schedule, part_weights, quality_bins
 from mixtures.spec import Spec, SpecError
 from mixtures.streams_manifest import StreamsManifest, TrainStream
 from mixtures.tokenizer import byte_table, count_tokens, prepare, tokenize
@@ -251,12 +251,15 @@ class Worker:
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(counts, path, compression="zstd")
         lowest = np.argsort(keys, kind="stable")[: self.s.candidates]
+        bins = quality_bins(t["quality_score"].to_pylist()) if self.s.prefer_quality else np.zeros(len(t), np.int64)
+        hist = np.bincount(bins, weights=lengths_all + 1, minlength=QUALITY_BINS + 1).astype(np.int64)
         return _write_json(path.with_suffix(".json"), {
             "rows": part.rows, "tokens": int(lengths_all.sum()) + part.rows, "token_ids": int(lengths_all.sum()),
             "bucket": int(in_bucket(keys, self.s.fraction).sum()),
             "quality": len(t) - t["quality_score"].null_count,
+            "quality_hist": hist.tolist() if self.s.prefer_quality else None,
             "candidates": {"keys": keys[lowest].tolist(), "rows": (lowest + part.first_row).tolist(),
-                           "lengths": (lengths_all[lowest] + 1).tolist()}})
+                           "lengths": (lengths_all[lowest] + 1).tolist(), "bins": bins[lowest].tolist()}})
 
     def _doc_tokens(self, part: Part) -> tuple[np.ndarray, np.ndarray | None]:
         folder = self.s.work("tokens", part.source)
@@ -415,9 +418,10 @@ class SourceCounts:
     bucket: int = 0
     quality: int = 0
     part_tokens: list[int] = field(default_factory=list)
+    part_hists: list[np.ndarray] | None = None  # prefer_quality: tokens per quality bin, per part
     valid_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # sorted, source rows
     valid_tokens: int = 0
-    candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # keys, rows, lengths: lowest first
+    candidates: tuple[np.ndarray, ...] | None = None  # keys, rows, lengths, quality bins: lowest keys first
 
     @property
     def train_docs(self) -> int:
@@ -433,14 +437,27 @@ class SourceCounts:
         hi = np.searchsorted(self.valid_rows, part.first_row + part.rows)
         return self.valid_rows[lo:hi] - part.first_row
 
+    def _held(self, part: Part) -> tuple[np.ndarray, np.ndarray]:
+        """Token lengths and quality bins of the part's held-out documents (from the candidates)."""
+        assert self.candidates is not None
+        _, rows, lengths, bins = self.candidates
+        at = np.searchsorted(rows, self.heldout_in(part) + part.first_row, sorter=np.argsort(rows, kind="stable"))
+        order = np.argsort(rows, kind="stable")[at]
+        return lengths[order], bins[order]
+
     def part_train_tokens(self) -> list[int]:
         """Training tokens (with EOS) per part: the part's tokens minus its held-out documents'."""
-        _, rows, lengths = self.candidates if self.candidates is not None else (None, np.zeros(0), np.zeros(0))
-        length_of = dict(zip(rows.tolist(), lengths.tolist(), strict=True))
+        return [tokens - int(self._held(part)[0].sum()) for part, tokens in zip(self.parts, self.part_tokens,
+                                                                                 strict=True)]
+
+    def part_train_hists(self) -> list[np.ndarray] | None:
+        """Training tokens per quality bin per part (prefer_quality), held-out documents taken out."""
+        if self.part_hists is None:
+            return None
         out = []
-        for part, tokens in zip(self.parts, self.part_tokens, strict=True):
-            held = self.heldout_in(part) + part.first_row
-            out.append(tokens - sum(length_of[int(r)] for r in held))
+        for part, hist in zip(self.parts, self.part_hists, strict=True):
+            lengths, bins = self._held(part)
+            out.append(hist - np.bincount(bins, weights=lengths, minlength=len(hist)).astype(np.int64))
         return out
 
 
@@ -448,6 +465,7 @@ def aggregate_counts(settings: BuildSettings, source: str, parts: list[Part]) ->
     """Sum a source's part reports; keep its ``settings.candidates`` lowest held-out hashes (merged per part)."""
     agg = SourceCounts(source, parts)
     keys, rows, lengths = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bins = np.zeros(0, dtype=np.int64)
     for part in parts:
         got = _read_json(settings.work("counts", source, f"{part.name}.json"))
         agg.rows += got["rows"]
@@ -456,13 +474,16 @@ def aggregate_counts(settings: BuildSettings, source: str, parts: list[Part]) ->
         agg.bucket += got["bucket"]
         agg.quality += got["quality"]
         agg.part_tokens.append(got["tokens"])
+        if got["quality_hist"] is not None:
+            agg.part_hists = [*(agg.part_hists or []), np.array(got["quality_hist"], dtype=np.int64)]
         c = got["candidates"]
         keys = np.concatenate([keys, np.array(c["keys"], dtype=np.uint64)])
         rows = np.concatenate([rows, np.array(c["rows"], dtype=np.int64)])
         lengths = np.concatenate([lengths, np.array(c["lengths"], dtype=np.int64)])
+        bins = np.concatenate([bins, np.array(c["bins"], dtype=np.int64)])
         order = np.lexsort((rows, keys))[: settings.candidates]  # key ascending, then row ascending
-        keys, rows, lengths = keys[order], rows[order], lengths[order]
-    agg.candidates = (keys, rows, lengths)
+        keys, rows, lengths, bins = keys[order], rows[order], lengths[order], bins[order]
+    agg.candidates = (keys, rows, lengths, bins)
     return agg
 
 
@@ -481,7 +502,7 @@ def choose_validation(src: SourceCounts, mix: MixtureSpec, required: bool) -> No
                     "%d; the other %d are trained on (other mixes may hold them out)", src.name, src.bucket, want,
                     src.bucket - want)
     assert src.candidates is not None
-    _, rows, lengths = src.candidates
+    _, rows, lengths, _ = src.candidates
     cum = np.concatenate([[0], np.cumsum(lengths)])
     k = want
     while cum[k] < seq_len and k < n // 2:
@@ -508,7 +529,8 @@ def write_tasks(srcs: dict[str, SourceCounts], plans: list[SourcePlan], removed:
     tasks: list[WriteTask] = []
     for p in plans:
         src = srcs[p.source]
-        quotas = apportion_parts(p.target_tokens, seq_len, src.part_train_tokens()) if src.parts else []
+        weights = part_weights(p.full_epochs, p.partial_tokens, src.part_train_tokens(), src.part_train_hists())
+        quotas = apportion_parts(p.target_tokens, seq_len, weights) if src.parts else []
         for part, quota in zip(src.parts, quotas, strict=True):
             tasks.append(WriteTask("train", p.source, part, quota, tuple(src.heldout_in(part).tolist()),
                                    samples_per_shard=per_shard))

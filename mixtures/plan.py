@@ -7,10 +7,12 @@ each stream's sample count is its token count divided by ``max_seq_len``. A sour
 goes to the other sources in proportion to their weights. Upsampling repeats whole epochs, then a partial one.
 
 At corpus scale a source is written by many workers, one per *part* (a row-group range of its cleaned Parquet):
-:func:`apportion_parts` splits the source's exact target over its parts in whole sequences (Hamilton again, by
-each part's training tokens), and :func:`part_schedule` decides one part's epochs and partial epoch from its own
-quota with keyed hashes of document ids, so every part's stream holds exactly its quota and the source's
-streams together exactly the planned tokens.
+:func:`part_weights` says how many of the source's target tokens each part should write (its share of the full
+epochs and of the partial epoch: by its tokens, or with ``prefer_quality`` by its tokens above the source's
+quality threshold, found from the parts' quality histograms), :func:`apportion_parts` rounds that to whole
+sequences (Hamilton again, so the quotas sum exactly to the target), and :func:`part_schedule` decides one part's
+epochs and partial epoch from its own quota with keyed hashes of document ids, so every part's stream holds
+exactly its quota and the source's streams together exactly the planned tokens.
 """
 
 from __future__ import annotations
@@ -166,11 +168,47 @@ def epoch_schedule(plan: SourcePlan, ids: Sequence[str], lengths: np.ndarray, se
     return epochs
 
 
-def apportion_parts(target_tokens: int, seq_len: int, part_tokens: Sequence[int]) -> list[int]:
-    """A source's target split over its parts in whole sequences, by their training tokens (Hamilton).
+QUALITY_BINS = 1024  # quality histograms: bins of 1/1024 over [0, 1], plus bin 0 for documents without a score
 
-    Quotas are multiples of ``seq_len`` summing exactly to ``target_tokens`` (itself a multiple); a part without
-    training tokens gets 0. Ties go to the earlier part.
+
+def quality_bins(scores: Sequence[float | None]) -> np.ndarray:
+    """Each score's histogram bin: 0 without a score (taken last), else ``1 + floor(score * 1024)`` (clipped)."""
+    q = np.array([np.nan if x is None else x for x in scores], dtype=np.float64)
+    bins = 1 + np.clip(np.floor(np.nan_to_num(q, nan=0.0) * QUALITY_BINS), 0, QUALITY_BINS - 1).astype(np.int64)
+    bins[np.isnan(q)] = 0
+    return bins
+
+
+def part_weights(full_epochs: int, partial_tokens: int, part_tokens: Sequence[int],
+                 part_hists: Sequence[np.ndarray] | None = None) -> list[float]:
+    """The tokens each part should write of a source's ``full_epochs * A + partial_tokens`` (fractional).
+
+    Every part repeats its own tokens ``full_epochs`` times; the partial epoch is shared by tokens, or, given each
+    part's histogram of training tokens by quality bin (:func:`quality_bins`), by the tokens each part holds above
+    the source's threshold bin plus its share of that bin: so quality-first parts together take about the source's
+    best documents, not each part its own best fraction.
+    """
+    total = sum(part_tokens)
+    if not total:
+        return [0.0] * len(part_tokens)
+    if part_hists is None or not partial_tokens:
+        return [full_epochs * a + partial_tokens * a / total for a in part_tokens]
+    hist = np.sum(part_hists, axis=0)
+    from_top = np.cumsum(hist[::-1])
+    j = min(int(np.searchsorted(from_top, partial_tokens)), len(hist) - 1)
+    cut = len(hist) - 1 - j  # the threshold bin: every bin above it is taken whole
+    above = int(from_top[j - 1]) if j else 0
+    frac = (partial_tokens - above) / hist[cut] if hist[cut] else 0.0
+    return [full_epochs * a + float(h[cut + 1:].sum()) + float(h[cut]) * frac for a, h in zip(part_tokens, part_hists,
+                                                                                              strict=True)]
+
+
+def apportion_parts(target_tokens: int, seq_len: int, part_tokens: Sequence[float]) -> list[int]:
+    """A source's target split over its parts in whole sequences, by weights (Hamilton): their training tokens,
+    or :func:`part_weights`.
+
+    Quotas are multiples of ``seq_len`` summing exactly to ``target_tokens`` (itself a multiple); a part of
+    weight 0 gets 0. Ties go to the earlier part.
     """
     if target_tokens % seq_len:
         raise PlanError(f"target {target_tokens} is not a whole number of {seq_len}-token sequences")

@@ -250,3 +250,37 @@ def test_parts_are_whole_row_group_ranges(tmp_path: Path) -> None:
     pq.write_table(table.slice(0, 0), folder / "part-00001-of-00002.parquet")  # every shard is written, even empty
     parts = list_parts(folder, "s", "kept", rows_per_part=20)
     assert [(p.row_groups, p.first_row, p.rows) for p in parts] == [((0, 1), 0, 20), ((2, 3), 20, 15)]
+
+
+def test_quality_first_takes_the_sources_best_documents_across_parts(tmp_path: Path, corpora: Path) -> None:
+    """A cleaned run written by hand: three parts whose quality differs (part 0 best); the partial epoch must take
+    the source's best documents, not each part's own best share."""
+    from filters.base import Document
+    from mixtures import schema
+
+    texts = [t for t in (json.loads(line)["text"] for line in __import__("gzip").open(
+        corpora / "wiki.jsonl.gz", "rt", encoding="utf-8")) if len(t) > 400][:240]
+    rng = np.random.default_rng(0)
+    layout = RunLayout(tmp_path / "runs" / "quality")
+    for part in range(3):
+        docs = [Document(id=f"d{part}-{i:03d}", text=texts[part * 80 + i][:1500], source="s",
+                         meta={"quality_score": float(np.clip(rng.normal(0.8 - 0.3 * part, 0.15), 0, 1))})
+                for i in range(80)]
+        folder = layout.docs_of("s")
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist([schema.doc_row(d) for d in docs], schema=schema.DOC_SCHEMA),
+                       folder / f"part-{part:05d}-of-00003.parquet")
+    (tmp_path / "in.jsonl").write_text("{}\n")
+    path = _spec(tmp_path, tmp_path, "quality", {"s": {"paths": ["in.jsonl"]}}, {
+        "tokenizer": {"vocab_size": 600, "sample_chars": 50_000}, "budget_tokens": 25_600, "max_seq_len": 64,
+        "prefer_quality": True, "sources": {"s": {"weight": 1}}})
+    jobs.build(load_spec(path), layout)
+    import duckdb
+
+    rows = duckdb.sql(f"SELECT id, quality_score AS q, epochs FROM read_parquet('{layout.catalogue_docs}/*.parquet') "
+                      "WHERE split = 'train' ORDER BY q DESC").fetchall()
+    used = [r[2] > 0 for r in rows]
+    assert 0 < sum(used) < len(rows)
+    best = used[: sum(used)]  # the documents a single global quality-first pass would take
+    assert sum(best) >= 0.95 * len(best)
+    assert sum(r[0].startswith("d2-") for r, u in zip(rows, used, strict=True) if u) <= 2  # the worst part: ~none

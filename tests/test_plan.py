@@ -122,3 +122,17 @@ def test_a_part_repeats_whole_epochs_then_takes_its_partial_quota() -> None:
     assert part_schedule("s", ids, lengths, 0, 0, None) == []
     with pytest.raises(PlanError, match="no training tokens"):
         part_schedule("s", [], np.zeros(0, dtype=np.int64), 10, 0, None)
+
+
+def test_quality_weights_share_the_partial_epoch_by_tokens_above_the_threshold() -> None:
+    from mixtures.plan import QUALITY_BINS, part_weights, quality_bins
+
+    assert quality_bins([None, 0.0, 0.5, 1.0, 1.2]).tolist() == [0, 1, 1 + QUALITY_BINS // 2, QUALITY_BINS,
+                                                                 QUALITY_BINS]
+    high, low = np.zeros(QUALITY_BINS + 1), np.zeros(QUALITY_BINS + 1)
+    high[900], low[100], low[900] = 600, 300, 100  # part 0: 600 good tokens; part 1: 100 good, 300 poor
+    weights = part_weights(1, 500, [600, 400], [high, low])
+    # 500 of the 700 tokens in bin 900 are taken, shared 6:1; on top one full epoch of each part
+    assert weights == pytest.approx([600 + 500 * 6 / 7, 400 + 500 / 7])
+    assert part_weights(1, 500, [600, 400]) == pytest.approx([900, 600])  # without quality: by tokens
+    assert sum(apportion_parts(1_500, 10, weights)) == 1_500
