@@ -58,7 +58,10 @@ proxy: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/mixlab proxy train runs/$(basename $(notdir $(MIX))) --config $(PROXY) --resume $(PROXY_ARGS)
 	OMP_NUM_THREADS=1 $(BIN)/mixlab proxy eval runs/$(basename $(notdir $(MIX)))/proxy/$(PROXY) $(EVAL_ARGS)
 
+# ruff and mypy first (seconds; the house rules a reviewer would check), then the suite
 test: $(STAMP) $(LID_MODEL)
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -252,7 +252,7 @@ def resolve_spec(arg: str | Path, root: Path, tiny_docs: int | None, source_docs
     if not tiny_docs:
         spec = load_spec(arg)
         return Mix(spec.name, ensure_built(spec))
-    extra = {"budget_tokens": budget_tokens} if budget_tokens else {}
+    extra: dict[str, Any] = {"budget_tokens": budget_tokens} if budget_tokens else {}
     spec = shrink_spec(arg, root / "specs", docs=tiny_docs, output_dir=root / "runs", source_docs=source_docs,
                        **extra)
     layout = RunLayout(spec.run_dir)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mixlab import jobs
 from mixtures import regmix as propose
 from mixtures.layout import RunLayout
+from mixtures.mixture_spec import MixtureSpec
 from mixtures.spec import Spec, load_spec
 from mixtures.streams_manifest import StreamsManifest
 from proxy_train.ablate import bits_per_byte
@@ -60,8 +61,8 @@ def build_pool(spec: Spec, base_run: Path, out: Path) -> Path:
     mixture["sources"] = {s["source"]: {"tokens": int(0.98 * s["available_tokens"]) // seq * seq}
                           for s in plan["sources"] if s["available_tokens"] >= 2 * seq}
     mixture.update(budget_tokens=None, epoch_cap=1.0, on_shortfall="redistribute", count_removed=False)
-    pool = spec.model_copy(update={"name": f"{spec.name}_pool", "mixture": type(spec.mixture).model_validate(
-        mixture), "sources": {s: spec.sources[s] for s in mixture["sources"]}})
+    pool = spec.model_copy(update={"name": f"{spec.name}_pool", "mixture": MixtureSpec.model_validate(mixture),
+                                   "sources": {s: spec.sources[s] for s in mixture["sources"]}})
     jobs.build(pool, layout)
     return out
 

@@ -17,6 +17,7 @@ Uncertainty, in the words the report uses:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,7 @@ def _headline(summary: pd.DataFrame, lead: str) -> list[str]:
 
 
 def write_report(results: pd.DataFrame, curves: pd.DataFrame, out_dir: Path, title: str,
-                 settings: dict[str, object], seed: int = 0, lead: str | None = None,
+                 settings: Mapping[str, object], seed: int = 0, lead: str | None = None,
                  sections: dict[str, list[str]] | None = None) -> Path:
     """Write report.md and report.html (with summary.csv, pairwise.csv and SVG plots) into ``out_dir``.
 

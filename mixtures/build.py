@@ -276,7 +276,11 @@ class Worker:
         for i in rows:
             lo, hi = int(offsets[i]), int(offsets[i + 1])
             doc = np.asarray(ids[lo:hi], dtype=np.int32)
-            per = self._table[doc] if self._table is not None else np.asarray(nbytes[lo:hi], dtype=np.int32)
+            if self._table is not None:
+                per = self._table[doc]
+            else:
+                assert nbytes is not None  # written beside the ids when there is no byte table
+                per = np.asarray(nbytes[lo:hi], dtype=np.int32)
             yield (next(number) if number is not None else int(i)), doc, per
 
     def _counts(self, part: Part) -> pa.Table:
@@ -454,7 +458,7 @@ class SourceCounts:
         """Training tokens per quality bin per part (prefer_quality), held-out documents taken out."""
         if self.part_hists is None:
             return None
-        out = []
+        out: list[Any] = []
         for part, hist in zip(self.parts, self.part_hists, strict=True):
             lengths, bins = self._held(part)
             out.append(hist - np.bincount(bins, weights=lengths, minlength=len(hist)).astype(np.int64))

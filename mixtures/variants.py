@@ -223,7 +223,7 @@ def sweep(spec_path: str | Path, path: str, values: list[Any]) -> list[Variant]:
     spec, data = base_data(spec_path)
     keys = path.split(".")
     key = ".".join(keys[-2:]) if keys[-1].isdigit() and len(keys) > 1 else keys[-1]  # "filters.0", "top_percent"
-    variants = []
+    variants: list[Variant] = []
     for value in values:
         new = copy.deepcopy(data)
         _set(new, keys, copy.deepcopy(value), str(spec.spec_path))

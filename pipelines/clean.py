@@ -97,7 +97,11 @@ def _quarantine_row(q: Quarantined) -> dict[str, Any]:
 def build_pipeline(p: beam.Pipeline, job: CleanJob) -> None:
     """Add every stage of the job's cleaning pipeline to ``p``."""
     spec, layout = job.spec, job.layout
-    kept, removed, edits, quarantined, events = [], [], [], [], []
+    kept: list[beam.PCollection] = []
+    removed: list[beam.PCollection] = []
+    edits: list[beam.PCollection] = []
+    quarantined: list[beam.PCollection] = []
+    events: list[beam.PCollection] = []
     for name, src in spec.sources.items():
         opts = ReaderOptions(name, src.text_field, src.id_field, src.url_field, src.max_doc_chars,
                              src.hf_split, tuple(src.hf_data_files))

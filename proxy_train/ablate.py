@@ -222,7 +222,7 @@ def common_eval_set(mixes: list[Mix], reference: str | None = None) -> CommonSet
         return CommonSet(notes={"(all)": f"no common set: {', '.join(lacking) or 'no mixes'} "
                                          "lack catalogue/docs/ (build with `mixlab mixture`)"})
     if reference is not None:
-        return _reference_set(mixes, catalogues, reference)  # type: ignore[arg-type]
+        return _reference_set(mixes, catalogues, reference)
     cats = [c for c in catalogues.values() if c is not None]
     every = set.intersection(*(set(c["source"]) for c in cats))
     common = CommonSet(notes={s: "not in every mix: not scored" for s in sorted(set.union(*(set(c["source"])

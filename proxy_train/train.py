@@ -311,12 +311,18 @@ class Trainer:
     @property
     def micro_batch(self) -> int:
         """Sequences per forward pass on this rank."""
-        return self.cfg.micro_batch or self.cfg.global_batch // self.world.size
+        return self.cfg.micro_batch or self.global_batch // self.world.size
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step (the config is resolved before a trainer exists)."""
+        assert self.cfg.global_batch is not None
+        return self.cfg.global_batch
 
     @property
     def accumulation(self) -> int:
         """Micro-batches per optimizer step on this rank."""
-        return self.cfg.global_batch // (self.micro_batch * self.world.size)
+        return self.global_batch // (self.micro_batch * self.world.size)
 
     def state_is_finite(self) -> bool:
         """Whether the weights, buffers and optimizer state are all finite (the same answer on every rank)."""
@@ -427,7 +433,7 @@ class Trainer:
         batches = self.batches()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="proxy", unit="step",
                    disable=not self.world.main or None)
-        tokens_per_step = self.cfg.global_batch * self.mix.max_seq_len
+        tokens_per_step = self.global_batch * self.mix.max_seq_len
         while self.step < self.total_steps:
             start = time.perf_counter()
             loss = self.forward_backward(batches)
@@ -473,6 +479,7 @@ class Plan:
 
 def plan_run(run_dir: Path, cfg: TrainConfig, world: World) -> Plan:
     """Check ``cfg`` against the run directory, the ranks and the machine; raises ProxyUsageError."""
+    assert cfg.global_batch is not None and cfg.tokens is not None, "plan_run needs a resolved config"
     try:
         mix = data.load_streams(run_dir)
     except StreamsError as err:
@@ -542,6 +549,7 @@ def _truncate_metrics(out: Path, step: int) -> None:
 def build_trainer(run_dir: Path, cfg: TrainConfig, out: Path, world: World,
                   callbacks: Sequence[Callable[[int, dict], None]] = (), plan: Plan | None = None) -> Trainer:
     """Model, optimizer, schedule and data for a run (nothing trained yet)."""
+    assert cfg.global_batch is not None and cfg.lr is not None, "build_trainer needs a resolved config"
     plan = plan or plan_run(run_dir, cfg, world)
     mix, device, total_steps = plan.mix, plan.device, plan.total_steps
     torch.manual_seed(cfg.seed)
@@ -552,7 +560,7 @@ def build_trainer(run_dir: Path, cfg: TrainConfig, out: Path, world: World,
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     module: torch.nn.Module = ddp or model
     if cfg.compile if cfg.compile is not None else device.type == "cuda":
-        module = torch.compile(module)
+        module = torch.compile(module)  # type: ignore[assignment]  # a compiled module calls like the module
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-8,
                                   weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     warmup = max(1, round(cfg.warmup_fraction * total_steps))

@@ -6,6 +6,7 @@ one self-contained page like the run report (:mod:`mixtures.report.html`), the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -89,7 +90,7 @@ def _stability_table(stability: pd.DataFrame) -> H.Markup:
 
 
 def render_ablation_html(summary: pd.DataFrame, pairs: pd.DataFrame, stability: pd.DataFrame,
-                         curves: pd.DataFrame, title: str, settings: dict[str, object], lead: str | None = None,
+                         curves: pd.DataFrame, title: str, settings: Mapping[str, object], lead: str | None = None,
                          sections: dict[str, list[str]] | None = None) -> str:
     """The ablation page from the already computed tables."""
     lead = lead if lead is not None and (summary.metric == lead).any() else (
@@ -137,7 +138,7 @@ def render_ablation_html(summary: pd.DataFrame, pairs: pd.DataFrame, stability: 
 
 
 def write_ablation_html(path: Path, summary: pd.DataFrame, pairs: pd.DataFrame, stability: pd.DataFrame,
-                        curves: pd.DataFrame, title: str, settings: dict[str, object], lead: str | None = None,
+                        curves: pd.DataFrame, title: str, settings: Mapping[str, object], lead: str | None = None,
                         sections: dict[str, list[str]] | None = None) -> Path:
     """Write the ablation's ``report.html``; return its path."""
     return H.write_page(path, render_ablation_html(summary, pairs, stability, curves, title, settings, lead,
