@@ -194,7 +194,8 @@ def build(spec: Spec, layout: RunLayout | None = None, runner: str | None = None
     with run_lock(layout, "build"), \
             Watch(layout.work / "progress", f"build {spec.name}", ["scan", "count", "write"], unit="parts"):
         plan = build_mixture(spec, layout, runner=runner, extra=extra)
-        write_run_html(spec, layout, mixture=True)  # the HTML report again, now with the plan
+        if layout.stats.is_file():  # a cleaned run: the HTML report again, now with the plan
+            write_run_html(spec, layout, mixture=True)
     return plan
 
 

@@ -58,8 +58,12 @@ FROM docs GROUP BY ALL ORDER BY source, lang, tokens DESC NULLS LAST, reason"""
 
 
 def write_table(root: Path, name: str, rows: list[dict[str, Any]]) -> Path:
-    """Write one catalogue table (rows in the given order) as ``root/catalogue/<name>.parquet``."""
-    path = root / "catalogue" / f"{name}.parquet"
+    """Write one catalogue table (rows in the given order) where :func:`table_files` says it lives.
+
+    A table stored in parts (``docs``) gets one part, ``catalogue/docs/part-00000.parquet``.
+    """
+    where = table_files(root, name)
+    path = where / "part-00000.parquet" if name in PARTED else where
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=TABLES[name]), path, compression="zstd")
     return path
