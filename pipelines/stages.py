@@ -135,6 +135,8 @@ class _WriteShard(beam.DoFn):
     def process(self, item: tuple[tuple[str, int], Iterable[dict[str, Any]]]) -> Iterator[str]:
         (group, shard), rows = item
         ordered = sorted(rows, key=sort_key)
+        if not ordered:  # no 0-row parts: Hugging Face datasets cannot load them (the set of files stays data-only)
+            return
         path = f"{self.directory}/{group}/part-{shard:05d}-of-{self.shards:05d}.parquet"
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         progress.count(Path(self.directory).name, group, len(ordered))  # "docs", "removed", "quarantine"
@@ -146,8 +148,9 @@ class _WriteShard(beam.DoFn):
 class WriteSortedParquet(beam.PTransform):
     """Write rows as ``<dir>/<group>/part-NNNNN-of-MMMMM.parquet``, each shard sorted: byte-identical reruns.
 
-    Rows are hashed to shards by id and every shard is written even when empty, so the set of files never
-    depends on the runner, the worker count or bundle boundaries.
+    Rows are hashed to shards by id; every shard that holds rows is written (empty shards are not: 0-row Parquet
+    files break Hugging Face ``datasets``), so the set of files depends only on the data, never on the runner,
+    the worker count or bundle boundaries.
     """
 
     def __init__(self, directory: str, schema: pa.Schema, groups: Sequence[str], shards: int,

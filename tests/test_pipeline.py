@@ -80,7 +80,7 @@ def test_same_spec_gives_byte_identical_outputs_and_up_to_date_runs_are_reused(t
     jobs.clean(spec)  # up to date: nothing rebuilt
     assert RunLayout(spec.run_dir).manifest.stat().st_mtime_ns == stamp
     second = _outputs(jobs.clean(spec, force=True).root)
-    assert first == second and len(first) >= 6
+    assert first == second and len(first) >= 4  # kept web+wiki, removed web, quarantine web (no empty parts)
 
 
 @pytest.mark.slow
@@ -167,3 +167,17 @@ dedup:
     assert stats["kept"]["docs"] < stats["input"]["docs"] or stats["line_edits"]  # the stages did something
     expected = _outputs(local.root)
     assert _outputs(jobs.clean(spec, runner="DaskRunner", force=True).root) == expected
+
+
+def test_outputs_load_in_hugging_face_datasets_and_no_part_is_empty(tmp_path: Path) -> None:
+    import datasets
+
+    layout = jobs.clean(load_spec(_spec(tmp_path)))
+    parts = sorted(layout.root.glob("*/*/*.parquet"))
+    assert parts and all(pq.read_metadata(p).num_rows > 0 for p in parts)
+    assert not (layout.quarantine / "wiki").exists()  # nothing quarantined there: no file at all
+    for folder, rows in ((layout.docs_of("web"), None), (layout.quarantine_of("web"), 2)):
+        loaded = datasets.load_dataset("parquet", data_files=str(folder / "*.parquet"), split="train",
+                                       cache_dir=str(tmp_path / "hf"))
+        assert rows is None or loaded.num_rows == rows
+        assert "id" in loaded.column_names
