@@ -227,7 +227,7 @@ def _text_loader(tok: Any, dataset_cfg: dict[str, Any], batch: int) -> Any:
                                  prefetch_factor=None, persistent_workers=False)  # type: ignore[arg-type]
 
 
-def _check_recipe(path: Path, tok: Any, proxy_params: int, plan: dict[str, int], batch: int) -> bool:
+def _check_recipe(path: Path, tok: Any, proxy_params: int) -> bool:
     from llmfoundry.command_utils.train import validate_config
     from llmfoundry.utils.builders import build_composer_model, build_dataloader
     from llmfoundry.utils.config_utils import TRAIN_CONFIG_KEYS, TrainConfig, make_dataclass_and_log_config
@@ -256,12 +256,13 @@ def _check_recipe(path: Path, tok: Any, proxy_params: int, plan: dict[str, int],
         ok = False
         _say(f"recipe: build_composer_model fails: {type(err).__name__}: {err}")
     try:
-        loader_cfg = dict(cfg.train_loader)
-        spec = build_dataloader(loader_cfg, tok, batch)
+        loader_cfg = json.loads(json.dumps(cfg.train_loader))  # the builder pops keys: give it a copy
+        names = list(loader_cfg["dataset"]["streams"])
+        spec = build_dataloader(loader_cfg, tok, cfg.device_train_batch_size)  # as train.py: drop_last fits it
         loader = spec.dataloader
-        names = list(cfg.train_loader["dataset"]["streams"])
         counts, problems = _epoch(loader, loader.dataset, names, cfg.model["vocab_size"], cfg.max_seq_len)
-        _say(f"recipe train_loader, one epoch (epoch_size {cfg.train_loader['dataset'].get('epoch_size')}): "
+        _say(f"recipe train_loader, one epoch (epoch_size {cfg.train_loader['dataset'].get('epoch_size')}, "
+             f"device batch {cfg.device_train_batch_size}): "
              + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         for problem in problems:
             ok = False
@@ -305,7 +306,7 @@ def inside(args: argparse.Namespace) -> int:
         _say(f"build_text_dataloader FAILS on {run}/streams.yaml: {type(err).__name__}: {err}")
         traceback.print_exc()
     if args.recipe_file:
-        ok &= _check_recipe(Path(args.recipe_file), tok, args.proxy_params, plan, args.batch)
+        ok &= _check_recipe(Path(args.recipe_file), tok, args.proxy_params)
     _say("all checks passed" if ok else "some checks FAILED (see above)")
     return 0 if ok else STEP_FAILED
 

@@ -113,6 +113,9 @@ def foundry_recipe(run_dir: str | Path, cfg: TrainConfig, attn_impl: str = "torc
         "save_interval": f"{max(1, cfg.checkpoint_every)}ba",
         "save_num_checkpoints_to_keep": cfg.keep_checkpoints,
     }
+    if num_workers == 0:  # torch's DataLoader refuses both without worker processes
+        for loader in (recipe["train_loader"], *recipe["eval_loader"]):
+            loader.update(prefetch_factor=None, persistent_workers=False)
     if not recipe["eval_loader"]:
         del recipe["eval_loader"], recipe["eval_interval"]
     return recipe

@@ -160,6 +160,11 @@ def test_export_flags_and_mistakes(tiny_mixture: Path, tmp_path: Path, capsys: p
     recipe = yaml.safe_load(out.read_text())
     assert recipe["max_duration"] == "65536tok" and recipe["device_train_microbatch_size"] == 4
     assert recipe["model"]["attn_config"]["attn_impl"] == "flash"
+    assert "prefetch_factor" not in recipe["train_loader"]
+    assert main(["proxy", "export", str(tiny_mixture), "--size", "tiny", "--out", str(out), "--num-workers", "0"]) == 0
+    recipe = yaml.safe_load(out.read_text())
+    for loader in (recipe["train_loader"], *recipe["eval_loader"]):  # torch's DataLoader refuses them at 0 workers
+        assert loader["num_workers"] == 0 and loader["prefetch_factor"] is None and not loader["persistent_workers"]
     capsys.readouterr()
     assert main(["proxy", "export", str(tmp_path), "--size", "tiny"]) == 2  # no streams.yaml
     assert main(["proxy", "export", str(tiny_mixture), "--size", "tiny", "--out", str(out), "--tokens", "10"]) == 2
