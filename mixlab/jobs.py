@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from filters import registry
 from filters.base import Document
 from filters.hashing import fingerprint
@@ -258,7 +260,7 @@ def resolve_spec(arg: str | Path, root: Path, tiny_docs: int | None, source_docs
                        **extra)
     layout = RunLayout(spec.run_dir)
     stamp = layout.root / "tiny_spec.json"
-    key = fingerprint(Path(spec.spec_path).read_text(encoding="utf-8"))
+    key = fingerprint(yaml.safe_load(Path(spec.spec_path).read_text(encoding="utf-8")))  # the keys, not comments
     if layout.streams.is_file() and _manifest_fingerprint(stamp) != key:
         log.warning("tiny copy %s changed since its run was built; building its mixture again", spec.spec_path)
         layout.streams.unlink()

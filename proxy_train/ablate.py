@@ -23,8 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -34,6 +39,7 @@ from proxy_train.train import TrainConfig, latest_checkpoint, train
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 COMMON_PREFIX = "bpb_common/"
 INIT_SEED_BASE = 17  # seed k of an ablation initialises its model with INIT_SEED_BASE + k
 
@@ -146,6 +152,30 @@ def release_shared_memory() -> int:
             atexit.unregister(obj.cleanup)
             released += 1
     return released
+
+
+SHM_RETRIES = 5
+
+
+def shm_retrying(what: str, fn: Callable[[], T]) -> T:
+    """Run ``fn``, again when streaming loses the race for a shared memory prefix to another process.
+
+    streaming picks the first free prefix under /dev/shm and then creates it; when another process (a second
+    ablation, a colleague's run) creates the same prefix in between, the dataset fails with ``FileExistsError``.
+    Training resumes from its last checkpoint and evaluation starts over, so trying again is safe.
+    """
+    for attempt in range(1, SHM_RETRIES + 1):
+        try:
+            return fn()
+        except FileExistsError as err:
+            if attempt == SHM_RETRIES:
+                raise
+            wait = random.uniform(1, 5)
+            log.warning("%s: shared memory prefix taken by another process (%s); trying again in %.1f s (%d/%d)",
+                        what, err, wait, attempt, SHM_RETRIES - 1)
+            release_shared_memory()
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def train_proxy(ablation: Ablation, mix: Mix, seed: int) -> Path:
@@ -366,8 +396,9 @@ def run_ablation(ablation: Ablation, seeds: int) -> Path:
     for i, (mix, seed) in enumerate(todo, 1):
         log.info("ablation %s: proxy %d/%d: %s seed %d (init seed %d)", ablation.root.name, i, len(todo),
                  mix.name, seed, ablation.config.init_seed_base + seed)
-        out = train_proxy(ablation, mix, seed)
-        metrics, higher = evaluate_proxy(ablation, out)
+        what = f"{mix.name} seed {seed}"
+        out = shm_retrying(what, partial(train_proxy, ablation, mix, seed))
+        metrics, higher = shm_retrying(what, partial(evaluate_proxy, ablation, out))
         shared = common_bits_per_byte(out, common)
         metrics, higher = {**metrics, **shared}, {**higher, **dict.fromkeys(shared, False)}
         _append(ablation.curves_path, curve_rows(out, mix.name, seed))

@@ -133,3 +133,24 @@ def test_finished_datasets_give_their_shared_memory_back(tiny_mixture: Path) -> 
     assert during > before + 10  # streaming keeps every block open (atexit holds it)
     assert release_shared_memory() > 0
     assert open_fds() <= before + 2  # a stray descriptor (a log or cache file opened meanwhile) may stay
+
+
+def test_a_lost_shared_memory_race_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy_train import ablate
+
+    monkeypatch.setattr(ablate.time, "sleep", lambda _: None)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise FileExistsError(17, "File exists", "/000875_locals")
+        return "ok"
+
+    assert ablate.shm_retrying("mix seed 0", flaky) == "ok" and len(calls) == 3
+
+    def always() -> str:
+        raise FileExistsError(17, "File exists", "/000875_locals")
+
+    with pytest.raises(FileExistsError):
+        ablate.shm_retrying("mix seed 0", always)
