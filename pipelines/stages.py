@@ -135,10 +135,10 @@ class _WriteShard(beam.DoFn):
     def process(self, item: tuple[tuple[str, int], Iterable[dict[str, Any]]]) -> Iterator[str]:
         (group, shard), rows = item
         ordered = sorted(rows, key=sort_key)
+        path = f"{self.directory}/{group}/part-{shard:05d}-of-{self.shards:05d}.parquet"
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # every group's folder exists, maybe empty
         if not ordered:  # no 0-row parts: Hugging Face datasets cannot load them (the set of files stays data-only)
             return
-        path = f"{self.directory}/{group}/part-{shard:05d}-of-{self.shards:05d}.parquet"
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         progress.count(Path(self.directory).name, group, len(ordered))  # "docs", "removed", "quarantine"
         table = pa.Table.from_pylist(ordered, schema=self.schema)
         pq.write_table(table, path, compression="zstd", row_group_size=10_000)
