@@ -158,12 +158,18 @@ class C4Cleaner:
     name: str = field(default="c4_clean", init=False)
 
     # Switches for ablations (datatrove C4QualityFilter's names); the defaults are TFDS's, so decisions are identical.
-    remove_citations: bool = True  # strip [1], [edit], [citation needed] (`c4.citation`)
-    filter_no_terminal_punct: bool = True  # drop lines without an end mark (`c4.no_endmark`)
-    filter_lorem_ipsum: bool = True  # drop pages with "lorem ipsum" (`c4.lorem_ipsum`)
-    filter_javascript: bool = True  # drop lines mentioning javascript (`c4.javascript`)
-    filter_curly_bracket: bool = True  # drop pages with a "{" (`c4.curly_bracket`)
-    filter_policy: bool = True  # drop cookie / privacy / terms-of-use lines (`c4.policy`)
+    remove_citations: Annotated[bool, Field(description="strip `[1]`, `[edit]`, `[citation needed]` "
+                                                        "(`c4.citation`)")] = True
+    filter_no_terminal_punct: Annotated[bool, Field(description="remove lines without a terminal punctuation mark "
+                                                                "(`c4.no_endmark`)")] = True
+    filter_lorem_ipsum: Annotated[bool, Field(description="drop pages containing \"lorem ipsum\" "
+                                                          "(`c4.lorem_ipsum`)")] = True
+    filter_javascript: Annotated[bool, Field(description="remove lines mentioning javascript "
+                                                         "(`c4.javascript`)")] = True
+    filter_curly_bracket: Annotated[bool, Field(description="drop pages containing a `{` "
+                                                            "(`c4.curly_bracket`)")] = True
+    filter_policy: Annotated[bool, Field(description="remove cookie / privacy / terms-of-use lines "
+                                                     "(`c4.policy`)")] = True
 
     def __call__(self, doc: Document) -> Verdict:
         kept, page_reason, edits = self.clean_lines(doc.text.splitlines())

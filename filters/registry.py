@@ -86,8 +86,8 @@ CHAINS: dict[str, list[str]] = {
     "lang": ["langid"],
     # Gopher rules in datatrove's order (docs/filters.md)
     "gopher": ["gopher_repetition", "gopher_quality"],
-    # FineWeb's heuristic filters after language ID, in datatrove's examples/fineweb.py order (its C4 step keeps
-    # unterminated lines, which c4_clean has no switch for, so it is left out; docs/filters.md)
+    # FineWeb's heuristic filters after language ID, in datatrove's examples/fineweb.py order; its C4 step (keeping
+    # unterminated lines) is `c4_clean: {filter_no_terminal_punct: false}` after gopher_quality (docs/filters.md)
     "fineweb": ["gopher_repetition", "gopher_quality", "fineweb_quality"],
 }
 

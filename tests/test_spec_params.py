@@ -174,7 +174,9 @@ def test_derived_models_follow_the_rule_constructors() -> None:
     rule = C4Cleaner()
     assert registry.params_model("c4_clean")().model_dump() == {
         "min_words_per_line": rule.min_words_per_line, "min_num_sentences": rule.min_num_sentences,
-        "max_word_length": rule.max_word_length}
+        "max_word_length": rule.max_word_length, "remove_citations": True, "filter_no_terminal_punct": True,
+        "filter_lorem_ipsum": True, "filter_javascript": True, "filter_curly_bracket": True, "filter_policy": True}
+    assert all(getattr(rule, k) for k in ("remove_citations", "filter_policy", "filter_no_terminal_punct"))
     assert registry.params_model("length")().model_dump() == {"min_chars": LengthFilter().min_chars, "max_chars": None}
     assert registry.params_model("gopher_quality").model_fields["min_doc_words"].default == 50
     assert GopherQuality().min_doc_words == 50
