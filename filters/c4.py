@@ -254,8 +254,10 @@ class C4EnglishLangdetect:
     name: str = field(default="c4_langdetect", init=False)
 
     def __call__(self, doc: Document) -> Verdict:
-        from langdetect import DetectorFactory, detect_langs
+        from langdetect import DetectorFactory
         from langdetect.lang_detect_exception import LangDetectException
+
+        from filters.langdetect_fast import detect_langs  # langdetect's numbers, bit for bit, ~3x faster
 
         with _langdetect_lock:
             DetectorFactory.seed = 0

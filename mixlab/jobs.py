@@ -82,13 +82,23 @@ def bind_steps(spec: Spec, runner: str | None = None) -> dict[str, StepList]:
 
 # ---- clean ----------------------------------------------------------------------------------------------------
 
-def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None, force: bool = False) -> RunLayout:
-    """Clean the spec's sources into ``spec.run_dir``; a finished run with the same fingerprint is reused."""
+def clean(spec: Spec, runner: str | None = None, extra: list[str] | None = None, force: bool = False,
+          sample_docs: int | None = None) -> RunLayout:
+    """Clean the spec's sources into ``spec.run_dir``; a finished run with the same fingerprint is reused.
+
+    An unfinished run with the same fingerprint resumes: only its unfinished parts run (``force``: start over).
+    ``clean.json`` is removed before any work and written after every output is in place, so a killed run is
+    never taken for a finished one. ``sample_docs``: clean only that many documents per source, those with the
+    smallest keyed hashes (the quality classifier's training documents).
+    """
     with run_lock(RunLayout(spec.run_dir), "clean"):
-        return _clean(spec, runner, extra, force)
+        return _clean(spec, runner, extra, force, sample_docs)
 
 
-def _clean(spec: Spec, runner: str | None, extra: list[str] | None, force: bool) -> RunLayout:
+def _clean(spec: Spec, runner: str | None, extra: list[str] | None, force: bool,
+           sample_docs: int | None) -> RunLayout:
+    from dataclasses import replace
+
     from mixtures.report.cleaning import write_stats_and_report
     from mixtures.report.dedup import write_clusters
     from mixtures.report.run_html import write_run_html
@@ -97,15 +107,22 @@ def _clean(spec: Spec, runner: str | None, extra: list[str] | None, force: bool)
     steps = bind_steps(spec, runner)
     layout = RunLayout(spec.run_dir)
     job = CleanJob(spec, steps, global_steps(spec), layout)
-    key = fingerprint([spec.fingerprint(), steps, job.global_steps])
+    key = fingerprint([spec.fingerprint(), steps, job.global_steps]
+                      + ([{"sample_docs": sample_docs}] if sample_docs is not None else []))
     if not force and _manifest_fingerprint(layout.manifest) == key:
         log.info("clean: %s is up to date (fingerprint %s); use --force to rebuild", layout.root, key)
         return layout
-    for path in (layout.docs, layout.removed, layout.quarantine, layout.work, layout.manifest):
-        layout.remove(path)  # strictly inside the run: a symlinked child is unlinked, its target kept
-    layout.root.mkdir(parents=True, exist_ok=True)
-    log.info("clean: running %s with %s into %s", spec.name, runner or spec.pipeline.runner, layout.root)
-    seconds = run_pipeline(job, runner, extra)
+    layout.remove(layout.manifest)  # first: from here on the old outputs are not trusted
+    if force or _manifest_fingerprint(layout.run_record) != key:
+        for path in (layout.docs, layout.removed, layout.quarantine, layout.work):
+            layout.remove(path)  # strictly inside the run: a symlinked child is unlinked, its target kept
+        layout.work.mkdir(parents=True, exist_ok=True)
+        layout.run_record.write_text(json.dumps({"fingerprint": key}) + "\n")
+        log.info("clean: running %s with %s into %s", spec.name, runner or spec.pipeline.runner, layout.root)
+    else:
+        log.info("clean: resuming %s (fingerprint %s): finished parts are kept", layout.root, key)
+    seconds = run_pipeline(replace(job, fingerprint=key, sample_docs=sample_docs), runner, extra)
+    log.info("clean: writing the report")
     write_clusters(layout)
     write_stats_and_report(spec, layout, seconds)
     write_run_html(spec, layout)
@@ -160,7 +177,12 @@ def _manifest_fingerprint(path: Path) -> str | None:
 
 
 def train_quality(spec: Spec, force: bool = False, runner: str | None = None) -> Path:
-    """Train (or reuse, when up to date) the spec's classifier; return the model path."""
+    """Train (or reuse, when up to date) the spec's classifier; return the model path.
+
+    The training documents are a bounded sample: per source, the ``4 x max_docs`` documents with the smallest
+    keyed hashes of (seed, source, id) are cleaned with the source's chain minus ``quality``, whatever the size of
+    the corpus. (The main run's outputs cannot serve: its chains need this model first.)
+    """
     with run_lock(RunLayout(spec.run_dir), "quality train"):  # reentrant: clean() already holds it
         return _train_quality(spec, force, runner)
 
@@ -169,15 +191,16 @@ def _train_quality(spec: Spec, force: bool, runner: str | None) -> Path:
     from mixtures.classifier import train_classifier
 
     q = _quality(spec)
-    out, key = quality_model_path(spec), quality_fingerprint(spec)
+    sample = 4 * q.max_docs  # a class takes at most max_docs, after the chains and balancing
+    out, key = quality_model_path(spec), fingerprint([quality_fingerprint(spec), {"sample_docs": sample}])
     complete = all(p.is_file() for p in (out, *fold_model_paths(out)))
     if not force and complete and _manifest_fingerprint(out.parent / "manifest.json") == key:
         log.info("quality: %s is up to date (fingerprint %s)", out, key)
         return out
-    log.info("quality: collecting training documents from %s (positive) vs %s (negative)",
-             ", ".join(q.positive), ", ".join(q.negative))
+    log.info("quality: collecting training documents from %s (positive) vs %s (negative), at most %d per source",
+             ", ".join(q.positive), ", ".join(q.negative), sample)
     sub = quality_training_spec(spec)
-    layout = clean(sub, runner=runner)
+    layout = clean(sub, runner=runner, sample_docs=sample)
     docs = {name: kept_documents(layout, name) for name in sub.sources}
     with Watch(layout.work / "progress", f"quality {spec.name}", ["train"]):  # a heartbeat while fastText trains
         return train_classifier(docs, q, out, spec.name, {"spec": spec.spec_path, "fingerprint": key})

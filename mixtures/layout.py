@@ -91,6 +91,21 @@ class RunLayout:
         return self.root / "_work"
 
     @property
+    def run_record(self) -> Path:
+        """``_work/run.json``: the fingerprint of the cleaning in progress (a rerun with the same one resumes)."""
+        return self.work / "run.json"
+
+    @property
+    def part_records(self) -> Path:
+        """``_work/parts/``: one record per finished part of the cleaning (its event counts)."""
+        return self.work / "parts"
+
+    @property
+    def part_data(self) -> Path:
+        """``_work/data/``: documents, keys and decisions between parts, and output rows before sorting."""
+        return self.work / "data"
+
+    @property
     def events(self) -> Path:
         return self.work / "events.jsonl"
 

@@ -92,12 +92,17 @@ class SourceSpec(StrictModel):
 
 
 class PipelineSpec(StrictModel):
-    """How Beam runs: runner name, extra pipeline options, output shards per source."""
+    """How Beam runs: runner name, extra pipeline options, how the outputs and the work are split by size."""
 
     runner: str = "FnApiRunner"
     direct_num_workers: int = Field(1, ge=1)
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = "in_memory"
-    shards_per_source: int = Field(1, ge=1)
+    shards_per_source: int | None = Field(None, ge=1, description=(
+        "Parquet files per source and output (docs, removed, quarantine); default one per `shard_mb`"))
+    shard_mb: float = Field(128, gt=0, description="estimated MB of input text per output shard")
+    partition_mb: float = Field(64, ge=0, description=(
+        "estimated MB of input text one pipeline holds at a time; 0: every corpus stage runs over the whole "
+        "corpus in one pipeline (cluster runners, which shuffle on disk)"))
     options: list[str] = Field(default_factory=list, description="extra Beam pipeline flags, passed through")
 
 

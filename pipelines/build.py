@@ -32,7 +32,7 @@ from mixtures.layout import RunLayout
 from mixtures.plan import PlanError, make_plan
 from mixtures.spec import Spec
 from mixtures.tokenizer import TokenizerError, eos_id, load_tokenizer, prepare, save_folder, train_bpe
-from pipelines.clean import make_pipeline, pipeline_options
+from pipelines.clean import pipeline_options, run_graph, shared_cluster
 from pipelines.stages import write_sorted_lines
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def run_pass(spec: Spec, runner: str | None, extra: list[str] | None, settings: 
     done.unlink(missing_ok=True)
     if not tasks:
         return []
-    with make_pipeline(pipeline_options(spec, runner, extra)) as p:
+    with run_graph(pipeline_options(spec, runner, extra)) as p:
         (p
          | f"{step}/Tasks" >> beam.Create(list(tasks), reshuffle=False)
          | f"{step}/Spread" >> beam.Reshuffle()
@@ -96,6 +96,11 @@ def _tokenizer(spec: Spec, runner: str | None, extra: list[str] | None, settings
 def build_mixture(spec: Spec, layout: RunLayout, runner: str | None = None,
                   extra: list[str] | None = None) -> dict[str, Any]:
     """Build the spec's mixture from the cleaned run in ``layout`` on the spec's runner; returns the plan."""
+    with shared_cluster(spec, runner, extra) as flags:
+        return _build_mixture(spec, layout, runner, flags)
+
+
+def _build_mixture(spec: Spec, layout: RunLayout, runner: str | None, extra: list[str] | None) -> dict[str, Any]:
     mix = spec.mixture
     if mix is None:
         raise mb.MixtureError(f"{spec.spec_path}: no mixture: section")

@@ -23,12 +23,23 @@ from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 
 from filters import dedup as dd
 from filters.base import Document
 from filters.params import resolve
 from mixtures import progress
-from pipelines.stages import KEPT, REMOVED, split_tagged
+from pipelines.stages import (
+    KEPT,
+    REMOVED,
+    PartFiles,
+    WriteParts,
+    iter_part_rows,
+    part_files,
+    partition_of,
+    split_tagged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +189,8 @@ class _Signatures(beam.DoFn):
         self.params, self.unit, self.char_ngram = params, unit, char_ngram
         self.char_sources, self.cross_source, self.verify = tuple(char_sources), cross_source, verify
 
-    def process(self, doc: Document) -> Iterator[tuple[Any, tuple[Node, Any]]]:
+    def signature(self, doc: Document) -> Any:
+        """The document's signature, or None when it is shorter than one shingle (never clustered)."""
         p = self.params
         text = p.norm(doc.text)
         unit = _unit_for(doc, text, self.unit, self.char_sources)
@@ -186,12 +198,21 @@ class _Signatures(beam.DoFn):
         shingles = dd.shingle_hashes(dd.token_hashes(text, unit), n)
         progress.count("minhash", doc.source)
         if len(shingles) == 0:  # shorter than one shingle: never clustered (docs/dedup.md)
+            return None
+        return dd.signature(shingles, p.num_perm, p.seed)
+
+    def buckets(self, doc: Document, sig: Any) -> list[tuple[Any, ...]]:
+        """The document's bucket keys, one per band (with its source when dedup stays within sources)."""
+        keys = dd.band_keys(sig, self.params.bands, self.params.rows)
+        return [(band, key) if self.cross_source else (doc.source, band, key) for band, key in enumerate(keys)]
+
+    def process(self, doc: Document) -> Iterator[tuple[Any, tuple[Node, Any]]]:
+        sig = self.signature(doc)
+        if sig is None:
             return
-        sig = dd.signature(shingles, p.num_perm, p.seed)
-        node = _node(doc)
-        value = (node, sig if self.verify else None)
-        for band, key in enumerate(dd.band_keys(sig, p.bands, p.rows)):
-            yield ((band, key) if self.cross_source else (doc.source, band, key)), value
+        value = (_node(doc), sig if self.verify else None)
+        for bucket in self.buckets(doc, sig):
+            yield bucket, value
 
 
 def bucket_edges(members: Iterable[tuple[Node, Any]], threshold: float | None) -> Iterator[tuple[Node, Node]]:
@@ -326,3 +347,247 @@ class ConnectedComponents(beam.PTransform):
                 | "UnionFind" >> beam.FlatMap(lambda es: sorted(dd.connected_components(es).items())))
         distributed = large | "Stars" >> StarComponents(self.max_iterations)
         return (fast, distributed) | "AllLabels" >> beam.Flatten()
+
+
+# ---------------------------------------------------------------------------------------------- MinHash by parts
+# The clean job (pipelines/clean.py) runs MinHash without moving documents: the segment before the stage writes
+# band records (node, band keys, signature, who the document is), one reduce part per bucket partition turns
+# buckets into edges, one components part labels the clusters and decides each member, and each document
+# partition applies the decisions. The clusters, survivors and tags are those of :class:`MinHashDedup`.
+
+BAND_SCHEMA = pa.schema([("node", pa.int64()), ("bands", pa.list_(pa.int32())), ("keys", pa.list_(pa.int64())),
+                         ("sig", pa.binary()), ("rank", pa.int32()), ("id", pa.string()), ("source", pa.string()),
+                         ("part", pa.int32())])
+EDGE_SCHEMA = pa.schema([("u", pa.int64()), ("v", pa.int64())])
+MEMBER_SCHEMA = pa.schema([("node", pa.int64()), ("rank", pa.int32()), ("id", pa.string()), ("source", pa.string()),
+                           ("part", pa.int32())])
+DECISION_SCHEMA = pa.schema([("node", pa.int64()), ("label", pa.int64()), ("size", pa.int64()),
+                             ("survivor", pa.string()), ("keep", pa.bool_())])
+
+
+class BandRecords(beam.DoFn):
+    """Document -> ``(bucket partition, band record)``: the document's bands that fall in that partition."""
+
+    def __init__(self, stage: MinHashDedup, parts: int, part_of: Any) -> None:
+        self.signatures = _Signatures(stage.params, stage.unit, stage.char_ngram, stage.char_sources,
+                                      stage.cross_source, True)
+        self.priority, self.verify, self.parts, self.part_of = stage.priority, stage.verify, parts, part_of
+
+    def process(self, doc: Document) -> Iterator[tuple[str, dict[str, Any]]]:
+        sig = self.signatures.signature(doc)
+        if sig is None:
+            return
+        by_dest: dict[int, tuple[list[int], list[int]]] = {}
+        for bucket in self.signatures.buckets(doc, sig):
+            bands, keys = by_dest.setdefault(partition_of(repr(bucket), self.parts), ([], []))
+            bands.append(bucket[-2])
+            keys.append(bucket[-1])
+        node = _node(doc)
+        rank = dd.source_rank(doc.source, self.priority)
+        for dest, (bands, keys) in sorted(by_dest.items()):
+            yield f"p{dest:05d}", {"node": node, "bands": bands, "keys": keys,
+                                   "sig": sig.tobytes() if self.verify else None, "rank": rank, "id": doc.id,
+                                   "source": doc.source, "part": self.part_of(doc)}
+
+
+def band_records(docs: beam.PCollection, stage: MinHashDedup, parts: int, part_of: Any,
+                 label: str) -> beam.PCollection:
+    """The band records of a segment's kept documents, keyed by bucket partition."""
+    return docs | label >> beam.ParDo(BandRecords(stage, parts, part_of))
+
+
+def bucket_edges_of_part(stage: MinHashDedup, paths: list[str], edges_dir: str, producer: str) -> dict[str, Any]:
+    """One bucket partition: group band records by bucket, write the buckets' edges and their members."""
+    buckets: dict[tuple[Any, ...], list[tuple[Node, Any]]] = {}
+    members: dict[Node, dict[str, Any]] = {}
+    for row in iter_part_rows(paths):
+        node = row["node"]
+        sig = np.frombuffer(row["sig"], dtype=np.uint32) if row["sig"] is not None else None
+        for band, key in zip(row["bands"], row["keys"], strict=True):
+            bucket = (band, key) if stage.cross_source else (row["source"], band, key)
+            buckets.setdefault(bucket, []).append((node, sig))
+        members[node] = {k: row[k] for k in ("node", "rank", "id", "source", "part")}
+    threshold = stage.threshold if stage.verify else None
+    edges = PartFiles(edges_dir, producer, EDGE_SCHEMA)
+    linked_members = PartFiles(edges_dir, producer, MEMBER_SCHEMA)
+    linked: set[Node] = set()
+    n = 0
+    for bucket_members in buckets.values():
+        if len(bucket_members) < 2:
+            continue
+        for u, v in bucket_edges(bucket_members, threshold):
+            edges.add("edges", {"u": u, "v": v})
+            linked.update((u, v))
+            n += 1
+    for node in sorted(linked):
+        linked_members.add("members", members[node])
+    edges.close()
+    linked_members.close()
+    return {"edges": n}
+
+
+def _decision(label: Node, size: int, best: tuple[Any, ...], node: Node) -> dict[str, Any]:
+    (rank, survivor_id, survivor_source) = best
+    return {"node": node, "label": label, "size": size, "survivor": f"{survivor_source}/{survivor_id}",
+            "keep": rank[1] == node}
+
+
+def _member_rank(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["rank"], row["node"]), row["id"], row["source"]
+
+
+def union_find_decisions(edges_dir: str, out: str) -> dict[str, Any]:
+    """Components by one worker's union-find (the edge count is bounded by ``fast_path_max_edges``)."""
+    edges = iter_part_rows(part_files(edges_dir, "edges"), columns=["u", "v"])
+    labels = dd.connected_components((r["u"], r["v"]) for r in edges)
+    best: dict[Node, tuple[Any, ...]] = {}
+    size: dict[Node, int] = {}
+    rows: dict[Node, dict[str, Any]] = {}
+    for row in iter_part_rows(part_files(edges_dir, "members")):
+        node = row["node"]
+        if node in rows or node not in labels:
+            continue
+        rows[node] = row
+        label = labels[node]
+        size[label] = size.get(label, 0) + 1
+        rank = _member_rank(row)
+        best[label] = min(best.get(label, rank), rank)
+    decisions = PartFiles(out, "components", DECISION_SCHEMA)
+    for node, row in sorted(rows.items()):
+        label = labels[node]
+        decisions.add(f"p{row['part']:05d}", _decision(label, size[label], best[label], node))
+    decisions.close()
+    return {"clustered": len(rows)}
+
+
+class _ReadPartRows(beam.DoFn):
+    def process(self, path: str) -> Iterator[dict[str, Any]]:
+        yield from iter_part_rows([path])
+
+
+def star_decisions(p: beam.Pipeline, stage: MinHashDedup, edges_dir: str, out: str) -> None:
+    """Components by large-star/small-star rounds (:class:`StarComponents`), then the same decisions."""
+    edges = (p | "EdgeFiles" >> beam.Create(part_files(edges_dir, "edges"), reshuffle=False)
+             | "ReadEdges" >> beam.ParDo(_ReadPartRows()) | "Pairs" >> beam.Map(lambda r: (r["u"], r["v"]))
+             | "DistinctEdges" >> beam.Distinct())
+    labels = edges | "Stars" >> StarComponents(stage.components.max_iterations)
+    members = (p | "MemberFiles" >> beam.Create(part_files(edges_dir, "members"), reshuffle=False)
+               | "ReadMembers" >> beam.ParDo(_ReadPartRows()) | "ByNode" >> beam.Map(lambda r: (r["node"], r)))
+
+    def labelled(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[tuple[Node, tuple[Node, dict[str, Any]]]]:
+        node, joined = item
+        if joined["label"] and joined["member"]:
+            yield joined["label"][0], (node, joined["member"][0])
+
+    held = {"label": labels, "member": members} | "JoinMembers" >> beam.CoGroupByKey() | "Labelled" >> beam.FlatMap(
+        labelled)
+    info = (held | "MemberInfo" >> beam.MapTuple(lambda label, m: (label, (*_member_rank(m[1]), 1)))
+            | "ClusterInfo" >> beam.CombinePerKey(_ClusterInfo()))
+
+    def decide(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        label, joined = item
+        (size, best), = joined["info"]
+        for node, row in joined["held"]:
+            yield f"p{row['part']:05d}", _decision(label, size, best, node)
+
+    _ = ({"held": held, "info": info} | "JoinInfo" >> beam.CoGroupByKey() | "Decide" >> beam.FlatMap(decide)
+         | "Write" >> WriteParts(out, "components", DECISION_SCHEMA) | "Count" >> beam.combiners.Count.Globally())
+
+
+def uses_union_find(stage: MinHashDedup, n_edges: int) -> bool:
+    """The components path :class:`ConnectedComponents` would take for this many edges."""
+    mode, limit = stage.components.mode, stage.components.limit
+    return mode == "single" or (mode == "auto" and n_edges <= limit)
+
+
+def apply_clusters(docs: beam.PCollection, decisions: beam.PCollection, method: str, stage: int,
+                   label: str) -> dict[str, beam.PCollection]:
+    """Documents + decisions of their partition -> kept (survivors, untouched singles) and removed members."""
+
+    def split(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[Any]:
+        node, joined = item
+        docs_of_node = sorted(joined["docs"], key=_doc_order)
+        if docs_of_node:
+            yield from _apply_node(node, docs_of_node, joined["decision"][0] if joined["decision"] else None,
+                                   method, stage)
+
+    keyed = docs | f"{label}/ByNode" >> beam.Map(lambda d: (_node(d), d))
+    by_node = decisions | f"{label}/DecisionByNode" >> beam.Map(lambda r: (r["node"], r))
+    tagged = ({"docs": keyed, "decision": by_node} | f"{label}/Join" >> beam.CoGroupByKey()
+              | f"{label}/Apply" >> beam.FlatMap(split))
+    return split_tagged(tagged, (KEPT, REMOVED), f"{label}/Split")
+
+
+# ------------------------------------------------------------------------------------ one partition, in Python
+# The same decisions as :class:`AssignClusters` for the documents of one partition (the clean job's parts).
+
+def assign_local(by_node: dict[Node, list[Document]], labels: dict[Node, Node], method: str, stage: int,
+                 priority: Sequence[str]) -> Iterator[Any]:
+    """Join ``labels`` to documents grouped by node; one survivor per cluster, tags on members, the rest removed."""
+    members: dict[Node, tuple[Node, list[Document]]] = {}
+    info: dict[Node, list[Any]] = {}
+    for node, docs in by_node.items():
+        docs = sorted(docs, key=_doc_order)
+        label = labels.get(node, node if len(docs) > 1 else None)
+        if label is None:
+            yield KEPT, docs[0]
+            continue
+        members[node] = (label, docs)
+        best = (dd.survivor_order(docs[0].source, node, priority), docs[0].id, docs[0].source)
+        size_best = info.setdefault(label, [0, best])
+        size_best[0] += len(docs)
+        size_best[1] = min(size_best[1], best)
+    for node, (label, docs) in members.items():
+        size, (rank, survivor_id, survivor_source) = info[label]
+        tags = {"dup_cluster_id": dd.cluster_id(method, label), "dup_cluster_size": size,
+                "dup_survivor_id": f"{survivor_source}/{survivor_id}"}
+        for i, doc in enumerate(docs):
+            out = replace(doc, meta={**doc.meta, **tags})
+            if i == 0 and rank[1] == node:
+                yield KEPT, out
+            else:
+                yield REMOVED, (out, f"dedup.{method}", stage)
+
+
+def exact_local(docs: Iterable[Document], stage: ExactDedup) -> Iterator[Any]:
+    """:class:`ExactDedup` on the documents of one partition (every group of equal texts is inside it)."""
+    by_node: dict[Node, list[Document]] = {}
+    groups: dict[Any, set[Node]] = {}
+    for doc in docs:
+        node = _node(doc)
+        by_node.setdefault(node, []).append(doc)
+        text = stage.norm(doc.text)
+        if text:
+            key = dd.exact_key(text)
+            groups.setdefault(key if stage.cross_source else (doc.source, key), set()).add(node)
+    labels = {n: min(nodes) for nodes in groups.values() if len(nodes) > 1 for n in nodes}
+    # a group of one node (its documents identical in source, id and text) is left to assign_local
+    yield from assign_local(by_node, labels, "exact", stage.stage, stage.priority)
+
+
+def apply_local(docs: Iterable[Document], decisions: dict[Node, dict[str, Any]], method: str,
+                stage: int) -> Iterator[Any]:
+    """The components part's decisions applied to the documents of one partition (as :func:`apply_clusters`)."""
+    by_node: dict[Node, list[Document]] = {}
+    for doc in docs:
+        by_node.setdefault(_node(doc), []).append(doc)
+    for node, group in by_node.items():
+        yield from _apply_node(node, sorted(group, key=_doc_order), decisions.get(node), method, stage)
+
+
+def _apply_node(node: Node, docs: list[Document], row: dict[str, Any] | None, method: str,
+                stage: int) -> Iterator[Any]:
+    if row is not None:
+        size, survivor, keep, cluster = row["size"], row["survivor"], row["keep"], row["label"]
+    elif len(docs) > 1:  # one node, several documents (equal source, id and text): one cluster
+        size, survivor, keep, cluster = len(docs), f"{docs[0].source}/{docs[0].id}", True, node
+    else:
+        yield KEPT, docs[0]
+        return
+    tags = {"dup_cluster_id": dd.cluster_id(method, cluster), "dup_cluster_size": size, "dup_survivor_id": survivor}
+    for i, doc in enumerate(docs):
+        out = replace(doc, meta={**doc.meta, **tags})
+        if i == 0 and keep:
+            yield KEPT, out
+        else:
+            yield REMOVED, (out, f"dedup.{method}", stage)

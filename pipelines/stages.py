@@ -11,14 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
+import xxhash
 
 from filters.base import Document, run_chain
 from filters.registry import build_filter
@@ -128,49 +133,175 @@ def shard_of(row_id: str, shards: int) -> int:
     return int(hashlib.md5(row_id.encode("utf-8")).hexdigest()[:8], 16) % shards
 
 
-class _WriteShard(beam.DoFn):
-    def __init__(self, directory: str, schema: pa.Schema, shards: int) -> None:
-        self.directory, self.schema, self.shards = directory, schema, shards
-
-    def process(self, item: tuple[tuple[str, int], Iterable[dict[str, Any]]]) -> Iterator[str]:
-        (group, shard), rows = item
-        ordered = sorted(rows, key=sort_key)
-        path = f"{self.directory}/{group}/part-{shard:05d}-of-{self.shards:05d}.parquet"
-        Path(path).parent.mkdir(parents=True, exist_ok=True)  # every group's folder exists, maybe empty
-        if not ordered:  # no 0-row parts: Hugging Face datasets cannot load them (the set of files stays data-only)
-            return
-        progress.count(Path(self.directory).name, group, len(ordered))  # "docs", "removed", "quarantine"
-        table = pa.Table.from_pylist(ordered, schema=self.schema)
-        pq.write_table(table, path, compression="zstd", row_group_size=10_000)
-        yield path
+def partition_of(key: str, parts: int) -> int:
+    """The partition of a grouping key (a stage's key rendered as text): stable on every machine and runner."""
+    return xxhash.xxh3_64_intdigest(key) % parts if parts > 1 else 0
 
 
-class WriteSortedParquet(beam.PTransform):
-    """Write rows as ``<dir>/<group>/part-NNNNN-of-MMMMM.parquet``, each shard sorted: byte-identical reruns.
+# ---- parts on disk: every intermediate and final file is written under a temporary name, then renamed -----------
 
-    Rows are hashed to shards by id; every shard that holds rows is written (empty shards are not: 0-row Parquet
-    files break Hugging Face ``datasets``), so the set of files depends only on the data, never on the runner,
-    the worker count or bundle boundaries.
+SPILL_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("url", pa.string()), ("text", pa.string()),
+                          ("meta", pa.binary()), ("location", pa.string())])
+SPILL_COMPRESSION = "lz4"  # intermediate files: cheap to write and read; the outputs use zstd
+BATCH_BYTES = 32 << 20  # rows are written in batches of about this much text, so no part is held whole
+
+
+def spill_row(doc: Document, location: str | None = None) -> dict[str, Any]:
+    """A document as an intermediate row (meta pickled, so every value survives exactly)."""
+    return {"id": doc.id, "source": doc.source, "url": doc.url, "text": doc.text,
+            "meta": pickle.dumps(doc.meta, protocol=5), "location": location}
+
+
+def spill_doc(row: dict[str, Any]) -> Document:
+    return Document(id=row["id"], text=row["text"], source=row["source"], url=row["url"],
+                    meta=pickle.loads(row["meta"]))
+
+
+def _row_bytes(row: dict[str, Any]) -> int:
+    text = row.get("text") or row.get("raw") or ""
+    return len(text) + 64
+
+
+def replace_atomically(tmp: Path, final: Path) -> None:
+    """Move a finished temporary file into place (readers never see a half-written part)."""
+    os.replace(tmp, final)
+
+
+def temporary(path: Path) -> Path:
+    """A temporary name next to ``path``; readers glob ``*.parquet`` and never see it."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+class PartFiles:
+    """Rows into ``<root>/<dest>/<producer>.parquet``, one file per destination, in bounded batches.
+
+    Nothing is visible until :meth:`close`, which renames every finished file into place; destinations that got
+    no row get no file.
     """
 
-    def __init__(self, directory: str, schema: pa.Schema, groups: Sequence[str], shards: int,
-                 group_of: Callable[[dict[str, Any]], str]) -> None:
-        super().__init__()
-        self.directory, self.schema, self.groups, self.shards = directory, schema, list(groups), shards
-        self.group_of = group_of
+    def __init__(self, root: str | Path, producer: str, schema: pa.Schema, compression: str = SPILL_COMPRESSION,
+                 batch_bytes: int = BATCH_BYTES) -> None:
+        self.root, self.producer, self.schema = Path(root), producer, schema
+        self.compression, self.batch_bytes = compression, batch_bytes
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._size: dict[str, int] = {}
+        self._writers: dict[str, tuple[pq.ParquetWriter, Path, Path]] = {}
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        shards, group_of = self.shards, self.group_of
-        keyed = rows | "Key" >> beam.Map(lambda r: ((group_of(r), shard_of(r["id"], shards)), r))
-        empty = (rows.pipeline | "AllShards" >> beam.Create(
-            [((g, s), None) for g in self.groups for s in range(shards)]))
-        return (
-            (keyed, empty)
-            | "Flatten" >> beam.Flatten()
-            | "Group" >> beam.GroupByKey()
-            | "DropMarkers" >> beam.MapTuple(lambda k, rs: (k, [r for r in rs if r is not None]))
-            | "Write" >> beam.ParDo(_WriteShard(self.directory, self.schema, shards))
-        )
+    def add(self, dest: str, row: dict[str, Any]) -> None:
+        self._rows.setdefault(dest, []).append(row)
+        self._size[dest] = self._size.get(dest, 0) + _row_bytes(row)
+        if self._size[dest] >= self.batch_bytes:
+            self._flush(dest)
+
+    def _flush(self, dest: str) -> None:
+        rows = self._rows.pop(dest, [])
+        self._size.pop(dest, None)
+        if not rows:
+            return
+        if dest not in self._writers:
+            final = self.root / dest / f"{self.producer}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temporary(final)
+            self._writers[dest] = (pq.ParquetWriter(tmp, self.schema, compression=self.compression), tmp, final)
+        self._writers[dest][0].write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def close(self) -> list[str]:
+        for dest in list(self._rows):
+            self._flush(dest)
+        out = []
+        for writer, tmp, final in self._writers.values():
+            writer.close()
+            replace_atomically(tmp, final)
+            out.append(str(final))
+        self._writers.clear()
+        return sorted(out)
+
+
+class _WriteGroup(beam.DoFn):
+    def __init__(self, root: str, producer: str, schema: pa.Schema, compression: str) -> None:
+        self.root, self.producer, self.schema, self.compression = root, producer, schema, compression
+
+    def process(self, item: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[str]:
+        dest, rows = item
+        files = PartFiles(self.root, self.producer, self.schema, self.compression)
+        for row in rows:
+            files.add(dest, row)
+        yield from files.close()
+
+
+class WriteParts(beam.PTransform):
+    """``(dest, row)`` pairs -> ``<root>/<dest>/<producer>.parquet`` (one GroupByKey: one file per destination).
+
+    The file set and the rows in each file depend only on the rows, never on bundles or workers, so a retried
+    or resumed part rewrites exactly the same files. Yields the paths written.
+    """
+
+    def __init__(self, root: str | Path, producer: str, schema: pa.Schema,
+                 compression: str = SPILL_COMPRESSION) -> None:
+        super().__init__()
+        self.root, self.producer, self.schema, self.compression = str(root), producer, schema, compression
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        return (pairs
+                | "Group" >> beam.GroupByKey()
+                | "Write" >> beam.ParDo(_WriteGroup(self.root, self.producer, self.schema, self.compression)))
+
+
+def part_files(root: str | Path, dest: str) -> list[str]:
+    """The finished files of one destination (temporary files are never listed)."""
+    return sorted(str(p) for p in (Path(root) / dest).glob("*.parquet"))
+
+
+def iter_part_rows(paths: Iterable[str], columns: list[str] | None = None,
+                   batch_rows: int = 2048) -> Iterator[dict[str, Any]]:
+    """Rows of part files in file order, read in batches (memory stays flat)."""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            yield from batch.to_pylist()
+
+
+class ReadParts(beam.DoFn):
+    """A part file -> its documents (``with_location``: ``(location, Document)`` pairs, as the readers give)."""
+
+    def __init__(self, with_location: bool = False) -> None:
+        self.with_location = with_location
+
+    def process(self, path: str) -> Iterator[Any]:
+        for row in iter_part_rows([path]):
+            doc = spill_doc(row)
+            yield (row["location"], doc) if self.with_location else doc
+
+
+def _md5_column(table: pa.Table) -> pa.Array:
+    if "text" not in table.column_names:
+        return pa.array([hashlib.md5(b"").hexdigest()] * len(table), pa.string())
+    out: list[str] = []
+    for chunk in table["text"].chunks:
+        for start in range(0, len(chunk), 4096):
+            out.extend(hashlib.md5((t or "").encode("utf-8")).hexdigest()
+                       for t in chunk.slice(start, 4096).to_pylist())
+    return pa.array(out, pa.string())
+
+
+def write_sorted_part(paths: Sequence[str], out: str | Path, schema: pa.Schema, row_group_size: int = 10_000) -> int:
+    """Gather one output shard from its part files, sort it by :func:`sort_key`, write it under a temporary name
+    and rename it into place; returns the number of rows (no file when there are none).
+
+    Rows stay Arrow columns: only the ids and text hashes are compared, and the table is reordered with ``take``.
+    """
+    tables = [pq.read_table(p, schema=schema) for p in paths]
+    table = pa.concat_tables(tables).combine_chunks() if tables else schema.empty_table()
+    if not len(table):
+        return 0
+    keys = pa.table({"id": table["id"], "md5": _md5_column(table)})
+    order = pa.compute.sort_indices(keys, sort_keys=[("id", "ascending"), ("md5", "ascending")])
+    table = table.take(order)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary(out)
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+    replace_atomically(tmp, out)
+    return len(table)
 
 
 def write_sorted_lines(path: str, lines: Iterable[str]) -> str:
