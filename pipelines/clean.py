@@ -404,7 +404,8 @@ class Plan:
                     units.append((f"write.{kind}.{source}.s{s:05d}", (kind, str(self.final_dir / dest), str(out))))
         self._run_units("write", _write_output, units)
         for kind in OUTPUT_SCHEMAS:  # present even when empty: "nothing removed" reads as an empty folder
-            (self.layout.root / kind).mkdir(parents=True, exist_ok=True)
+            for source in self.sources:
+                (self.layout.root / kind / source).mkdir(parents=True, exist_ok=True)
         events: dict[tuple[str, str], list[int]] = {}
         outputs: list[str] = []
         for path in sorted(self.records.glob("*.json")):
@@ -860,7 +861,7 @@ def _head_outputs(p: beam.Pipeline, plan: Plan, seg: Segment, p_index: int, docs
 def _line_keys(doc: Document, parts: int, key_parts: int) -> Iterator[tuple[str, dict[str, Any]]]:
     owner = url_hash(doc)
     page_part = partition_of(_page_key(doc), parts)
-    for h in {line_hash(line) for line in doc.text.split("\n")}:
+    for h in sorted({line_hash(line) for line in doc.text.split("\n")}):  # sorted: the same bytes in every process
         yield _dest(partition_of(h, key_parts)), {"h": h, "url_hash": owner, "source": doc.source, "id": doc.id,
                                                   "part": page_part}
 
