@@ -1,6 +1,8 @@
 # Mixlab: `make mixture MIX=mix_v3.yaml` and `make test` set everything up (idempotent) and run.
 SHELL := /bin/bash
 PYTHON ?= python3
+# two test processes (CI has 2 cores); a file's tests stay in one process, so module fixtures build once
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mixlab-installed
@@ -62,7 +64,7 @@ proxy: $(STAMP)
 test: $(STAMP) $(LID_MODEL)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy
-	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
