@@ -175,8 +175,12 @@ def _plan_samples(run: Path) -> dict[str, int]:
     return {s["source"]: int(s.get("samples", 0)) for s in json.loads(path.read_text()).get("sources", [])}
 
 
-def _epoch(loader: Any, dataset: Any, names: list[str], vocab: int, seq: int) -> tuple[dict[str, int], list[str]]:
-    """Read one epoch; samples per stream (from the sample ids the dataset served) and any problems found."""
+def _epoch(loader: Any, dataset: Any, names: list[str], vocab: int, seq: int,
+           drop_last_batch: int = 0) -> tuple[dict[str, int], list[str]]:
+    """Read one epoch; samples per stream (from the sample ids the dataset served) and any problems found.
+
+    ``drop_last_batch``: the batch size of a loader with ``drop_last`` (it reads the last partial batch from the
+    dataset and drops it, so it yields ``served - served % batch`` samples)."""
     import numpy as np
 
     seen: list[int] = []
@@ -202,8 +206,10 @@ def _epoch(loader: Any, dataset: Any, names: list[str], vocab: int, seq: int) ->
     offsets = np.asarray(dataset.sample_offset_per_stream)
     stream_of = np.searchsorted(offsets, np.asarray(seen, dtype=np.int64), side="right") - 1
     counts = {name: int((stream_of == i).sum()) for i, name in enumerate(names)}
-    if samples != len(seen):
-        problems.append(f"the loader yielded {samples} samples but the dataset served {len(seen)}")
+    expected = len(seen) - len(seen) % drop_last_batch if drop_last_batch else len(seen)
+    if samples != expected:
+        problems.append(f"the loader yielded {samples} samples but the dataset served {len(seen)}"
+                        + (f" (drop_last, batch {drop_last_batch}: expected {expected})" if drop_last_batch else ""))
     return counts, problems[:5]
 
 
@@ -260,10 +266,13 @@ def _check_recipe(path: Path, tok: Any, proxy_params: int) -> bool:
         names = list(loader_cfg["dataset"]["streams"])
         spec = build_dataloader(loader_cfg, tok, cfg.device_train_batch_size)  # as train.py: drop_last fits it
         loader = spec.dataloader
-        counts, problems = _epoch(loader, loader.dataset, names, cfg.model["vocab_size"], cfg.max_seq_len)
+        batch = cfg.device_train_batch_size if cfg.train_loader.get("drop_last") else 0
+        counts, problems = _epoch(loader, loader.dataset, names, cfg.model["vocab_size"], cfg.max_seq_len, batch)
+        dropped = sum(counts.values()) % batch if batch else 0
         _say(f"recipe train_loader, one epoch (epoch_size {cfg.train_loader['dataset'].get('epoch_size')}, "
              f"device batch {cfg.device_train_batch_size}): "
-             + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+             + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+             + (f"; drop_last drops the last partial batch ({dropped} samples)" if dropped else ""))
         for problem in problems:
             ok = False
             _say(f"  problem: {problem}")
