@@ -83,7 +83,7 @@ class Variant:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{self.name}.yaml"
         lines = [*header.splitlines(), f"variant: {self.label}", f"change: {self.change}"]
-        comment = "".join(f"# {line}\n" for line in lines)
+        comment = "".join(f"# {part}\n" for line in lines for part in line.splitlines())
         path.write_text(comment + yaml.safe_dump(self.data, sort_keys=False), encoding="utf-8")
         return path
 
@@ -94,7 +94,8 @@ def _slug(text: str) -> str:
 
 def _scalar(value: Any) -> str:
     """A value as YAML writes it inline: ``null``, ``false``, ``50``, ``[]``, ``mc4``."""
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**31 - 1)  # one line, however long
+    return text.strip().removesuffix("...").strip()
 
 
 def _entry(name: str, params: dict[str, Any]) -> Any:

@@ -104,6 +104,11 @@ def test_sweep_values_are_yaml_and_may_hold_commas(tmp_path: Path) -> None:
     assert opened[1].data["sources"]["wiki"]["filters"][0] == {"length": {"min_chars": 1000}}
     with pytest.raises(SpecError, match="no entry 9"):
         sweep("mix_v1.yaml", "sources.web.filters.9", ["c4", "mc4"])
+    # docs/ablations.md's C4-versus-mC4 sweep: a value longer than a line still writes a valid spec
+    _, values = parse_sweep("sources.web.filters=[c4],[mc4_paragraph, c4_url_dedup, mc4_line_dedup, "
+                            "{mc4_langid: {langs: [en], keep_unknown: false}}, mc4_badwords]")
+    written = write_variants(sweep("mix_v1.yaml", "sources.web.filters", values), tmp_path / "mc4", "mix_v1.yaml")
+    assert [s.name for s in load_spec(written[1]).sources["web"].filters][-2:] == ["mc4_langid", "mc4_badwords"]
 
 
 # ---- statistics -------------------------------------------------------------------------------------------------
