@@ -77,6 +77,23 @@ class _ClusterInfo(beam.CombineFn):
         return acc
 
 
+def decide_cluster_member(node: Node, label: Any, docs: list[Document], info: Any, method: str,
+                          stage: int) -> Iterator[Any]:
+    """One node's documents, tagged with their cluster: the cluster's survivor is kept, every other removed.
+
+    ``info``: the cluster's ``(size, (rank, survivor_id, survivor_source))``; ``docs`` in :func:`_doc_order`.
+    """
+    size, (rank, survivor_id, survivor_source) = info
+    tags = {"dup_cluster_id": dd.cluster_id(method, label), "dup_cluster_size": size,
+            "dup_survivor_id": f"{survivor_source}/{survivor_id}"}
+    for i, doc in enumerate(docs):
+        out = replace(doc, meta={**doc.meta, **tags})
+        if i == 0 and rank[1] == node:
+            yield KEPT, out
+        else:
+            yield REMOVED, (out, f"dedup.{method}", stage)
+
+
 def _doc_order(doc: Document) -> tuple[str, str]:
     """Order of documents sharing one node (same source, id and text): by url then meta, deterministic."""
     return doc.url or "", repr(sorted(doc.meta.items(), key=lambda kv: kv[0]))
@@ -117,15 +134,8 @@ class AssignClusters(beam.PTransform):
         def decide(item: tuple[Node, dict[str, list[Any]]]) -> Iterator[Any]:
             node, joined = item
             (label, docs), = joined["held"]
-            (_, (size, (rank, survivor_id, survivor_source))), = joined["info"]
-            tags = {"dup_cluster_id": dd.cluster_id(method, label), "dup_cluster_size": size,
-                    "dup_survivor_id": f"{survivor_source}/{survivor_id}"}
-            for i, doc in enumerate(docs):
-                out = replace(doc, meta={**doc.meta, **tags})
-                if i == 0 and rank[1] == node:
-                    yield KEPT, out
-                else:
-                    yield REMOVED, (out, f"dedup.{method}", stage)
+            (_, info), = joined["info"]
+            yield from decide_cluster_member(node, label, docs, info, method, stage)
 
         decided = split_tagged({"held": joined["held"], "info": node_info} | "JoinHeld" >> beam.CoGroupByKey()
                                | "Decide" >> beam.FlatMap(decide), (KEPT, REMOVED), "SplitDecided")
@@ -538,15 +548,7 @@ def assign_local(by_node: dict[Node, list[Document]], labels: dict[Node, Node], 
         size_best[0] += len(docs)
         size_best[1] = min(size_best[1], best)
     for node, (label, docs) in members.items():
-        size, (rank, survivor_id, survivor_source) = info[label]
-        tags = {"dup_cluster_id": dd.cluster_id(method, label), "dup_cluster_size": size,
-                "dup_survivor_id": f"{survivor_source}/{survivor_id}"}
-        for i, doc in enumerate(docs):
-            out = replace(doc, meta={**doc.meta, **tags})
-            if i == 0 and rank[1] == node:
-                yield KEPT, out
-            else:
-                yield REMOVED, (out, f"dedup.{method}", stage)
+        yield from decide_cluster_member(node, label, docs, info[label], method, stage)
 
 
 def exact_local(docs: Iterable[Document], stage: ExactDedup) -> Iterator[Any]:
