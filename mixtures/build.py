@@ -196,6 +196,17 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def summary_path(settings: BuildSettings, step: str, task: Any) -> Path:
+    """Where a task of a pass writes its summary, last of its files: the task is done when the file exists."""
+    if step == "scan":
+        return settings.work("scan", task.source, f"{task.name}.json")
+    if step == "count":
+        return settings.work("counts", task.source, f"{task.name}.json")
+    if task.kind == "valid":
+        return settings.work("written", "valid", f"{task.source}.json")
+    return settings.work("written", task.kind, task.source, f"{task.part.name}.json")
+
+
 # ---- workers -----------------------------------------------------------------------------------------------------
 
 class Worker:
@@ -222,7 +233,7 @@ class Worker:
         order = np.argsort(keys, kind="stable")[::-1]  # highest first; equal keys: later row first
         chars = t["n_chars"].to_numpy(zero_copy_only=False).astype(np.int64)[order]
         take = min(int(np.searchsorted(np.cumsum(chars), self.s.share_chars)) + 1, len(order))
-        return _write_json(self.s.work("scan", part.source, f"{part.name}.json"), {
+        return _write_json(summary_path(self.s, "scan", part), {
             "keys": keys[order[:take]].tolist(), "rows": (order[:take] + part.first_row).tolist(),
             "chars": chars[:take].tolist()})
 
@@ -253,7 +264,7 @@ class Worker:
         lowest = np.argsort(keys, kind="stable")[: self.s.candidates]
         bins = quality_bins(t["quality_score"].to_pylist()) if self.s.prefer_quality else np.zeros(len(t), np.int64)
         hist = np.bincount(bins, weights=lengths_all + 1, minlength=QUALITY_BINS + 1).astype(np.int64)
-        return _write_json(path.with_suffix(".json"), {
+        return _write_json(summary_path(self.s, "count", part), {
             "rows": part.rows, "tokens": int(lengths_all.sum()) + part.rows, "token_ids": int(lengths_all.sum()),
             "bucket": int(in_bucket(keys, self.s.fraction).sum()),
             "quality": len(t) - t["quality_score"].null_count,
@@ -319,7 +330,7 @@ class Worker:
         shard = [f"{folder}/{shard_of(shards, stats.first_sample[i])}" if uses[i] else None for i in train]
         self._catalogue_rows(f"{part.source}.kept.{part.name}", counts.take(pa.array(train)), part.source,
                              split="train", epochs=uses[train], shard=shard)
-        return _write_json(self.s.work("written", "train", part.source, f"{part.name}.json"), {
+        return _write_json(summary_path(self.s, "write", task), {
             "folder": folder, "samples": stats.samples, "tokens": stats.tokens, "n_bytes": stats.n_bytes,
             "docs": int((uses > 0).sum())})
 
@@ -342,7 +353,7 @@ class Worker:
                  for i in range(table.num_rows)]
         self._catalogue_rows(f"{task.source}.valid", table, task.source, split="valid",
                              epochs=np.zeros(table.num_rows, dtype=np.int64), shard=shard)
-        return _write_json(self.s.work("written", "valid", f"{task.source}.json"), {
+        return _write_json(summary_path(self.s, "write", task), {
             "samples": stats.samples, "tokens": stats.tokens, "n_bytes": stats.n_bytes, "docs": table.num_rows,
             "dropped": stats.dropped_tokens})
 
@@ -360,7 +371,7 @@ class Worker:
             "n_tokens": pa.array(n_tokens, pa.int64()) if n_tokens is not None else pa.nulls(t.num_rows, pa.int64()),
             "kept": [False] * t.num_rows, "reason": t["reason"], "split": pa.nulls(t.num_rows, pa.string()),
             "epochs": np.zeros(t.num_rows, dtype=np.int32), "shard": pa.nulls(t.num_rows, pa.string())})
-        return _write_json(self.s.work("written", "removed", part.source, f"{part.name}.json"), {"rows": t.num_rows})
+        return _write_json(summary_path(self.s, "write", task), {"rows": t.num_rows})
 
     def _catalogue_rows(self, name: str, counts: pa.Table, source: str, split: str, epochs: np.ndarray,
                         shard: list[str | None]) -> None:
@@ -380,7 +391,7 @@ def tokenizer_sample(settings: BuildSettings, parts: dict[str, list[Part]]) -> I
         n = sum(p.rows for p in parts[source])
         keys, rows, chars = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         for part in parts[source]:
-            got = _read_json(settings.work("scan", source, f"{part.name}.json"))
+            got = _read_json(summary_path(settings, "scan", part))
             keys = np.concatenate([keys, np.array(got["keys"], dtype=np.uint64)])
             rows = np.concatenate([rows, np.array(got["rows"], dtype=np.int64)])
             chars = np.concatenate([chars, np.array(got["chars"], dtype=np.int64)])
@@ -471,7 +482,7 @@ def aggregate_counts(settings: BuildSettings, source: str, parts: list[Part]) ->
     keys, rows, lengths = np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     bins = np.zeros(0, dtype=np.int64)
     for part in parts:
-        got = _read_json(settings.work("counts", source, f"{part.name}.json"))
+        got = _read_json(summary_path(settings, "count", part))
         agg.rows += got["rows"]
         agg.tokens += got["tokens"]
         agg.token_ids += got["token_ids"]
@@ -563,7 +574,7 @@ def merge_train(settings: BuildSettings, source: str, parts: list[Part]) -> Writ
     """Merge a source's part streams into one MDS folder (its ``index.json``); None when nothing was written."""
     stats, folders, docs = StreamStats(), [], 0
     for part in parts:
-        got = _read_json(settings.work("written", "train", source, f"{part.name}.json"))
+        got = _read_json(summary_path(settings, "write", WriteTask("train", source, part)))
         docs += got["docs"]
         if got["folder"]:
             folders.append(got["folder"])
@@ -578,7 +589,7 @@ def merge_train(settings: BuildSettings, source: str, parts: list[Part]) -> Writ
 
 
 def valid_written(settings: BuildSettings, source: str) -> Written:
-    got = _read_json(settings.work("written", "valid", f"{source}.json"))
+    got = _read_json(summary_path(settings, "write", WriteTask("valid", source)))
     path = settings.layout.stream("valid", source)
     stats = StreamStats(samples=got["samples"], tokens=got["tokens"], n_bytes=got["n_bytes"],
                         dropped_tokens=got["dropped"])

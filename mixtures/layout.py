@@ -128,6 +128,11 @@ class RunLayout:
         return self.work / "build"
 
     @property
+    def build_record(self) -> Path:
+        """``_work/build/build.json``: the fingerprint of the mixture build in progress (the same one resumes)."""
+        return self.build_work / "build.json"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats.json"
 

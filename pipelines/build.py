@@ -13,19 +13,27 @@ held-out set, the plan from per-source totals, each part's quota; at the end it 
 indexes into one ``index.json`` and writes ``streams.yaml``, ``plan.json``, the small catalogue tables and the
 report. Every task's output depends only on the task and the run's data, never on which worker ran it or on
 bundle boundaries, so the outputs are byte-identical on any runner and worker count.
+
+**Resuming.** A task writes its summary last (temporary name, then rename): a task with a summary is done. The
+build's fingerprint (the cleaned run's and the mixture section's) is kept in ``_work/build/build.json``; a rerun
+with the same fingerprint keeps ``_work/build`` (and the trained tokenizer there), runs only the tasks without a
+summary and leaves the write pass's finished parts in place. Any other build starts over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import apache_beam as beam
+from tokenizers import Tokenizer
 
+from filters.hashing import fingerprint
 from mixtures import build as mb
 from mixtures import progress
 from mixtures.layout import RunLayout
@@ -36,6 +44,7 @@ from pipelines.clean import pipeline_options, run_graph, shared_cluster
 from pipelines.stages import write_sorted_lines
 
 log = logging.getLogger(__name__)
+BUILD_FORMAT = 1  # the layout of _work/build; a change makes unfinished builds of older versions start over
 
 
 class _Run(beam.DoFn):
@@ -57,22 +66,47 @@ class _Run(beam.DoFn):
 
 def run_pass(spec: Spec, runner: str | None, extra: list[str] | None, settings: mb.BuildSettings, step: str,
              tasks: Sequence[Any]) -> list[str]:
-    """Run ``Worker.<step>`` over every task on the spec's runner; returns the summaries' paths (sorted)."""
-    done = settings.work("done", f"{step}.txt")
-    done.unlink(missing_ok=True)
-    if not tasks:
-        return []
-    with run_graph(pipeline_options(spec, runner, extra)) as p:
-        (p
-         | f"{step}/Tasks" >> beam.Create(list(tasks), reshuffle=False)
-         | f"{step}/Spread" >> beam.Reshuffle()
-         | f"{step}/Run" >> beam.ParDo(_Run(settings, step))
-         | f"{step}/Collect" >> beam.combiners.ToList()
-         | f"{step}/Done" >> beam.Map(lambda paths: write_sorted_lines(str(done), paths)))
-    paths = done.read_text(encoding="utf-8").splitlines()
-    if len(paths) != len(tasks):
-        raise RuntimeError(f"mixture build: pass {step} finished {len(paths)} of {len(tasks)} tasks")
-    return paths
+    """Run ``Worker.<step>`` over every task without a summary on the spec's runner; returns every task's
+    summary path (sorted)."""
+    pending = [t for t in tasks if not mb.summary_path(settings, step, t).is_file()]
+    if len(pending) < len(tasks):
+        log.info("mixture: %s: %d of %d tasks already done, resuming", step, len(tasks) - len(pending), len(tasks))
+    if pending:
+        done = settings.work("done", f"{step}.txt")
+        with run_graph(pipeline_options(spec, runner, extra)) as p:
+            (p
+             | f"{step}/Tasks" >> beam.Create(pending, reshuffle=False)
+             | f"{step}/Spread" >> beam.Reshuffle()
+             | f"{step}/Run" >> beam.ParDo(_Run(settings, step))
+             | f"{step}/Collect" >> beam.combiners.ToList()
+             | f"{step}/Done" >> beam.Map(lambda paths: write_sorted_lines(str(done), paths)))
+    paths = [mb.summary_path(settings, step, t) for t in tasks]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise RuntimeError(f"mixture build: pass {step} finished {len(paths) - len(missing)} of {len(tasks)} tasks")
+    return sorted(map(str, paths))
+
+
+def build_key(spec: Spec, layout: RunLayout, settings: mb.BuildSettings) -> str | None:
+    """The build's identity: the finished cleaning it reads and the mixture settings; None without a finished
+    cleaning (``clean.json``), and then a build never resumes."""
+    cleaned = json.loads(layout.manifest.read_text(encoding="utf-8")).get("fingerprint") \
+        if layout.manifest.is_file() else None
+    if not cleaned or spec.mixture is None:
+        return None
+    return fingerprint([BUILD_FORMAT, cleaned, spec.mixture.model_dump(mode="json"), asdict(settings)])
+
+
+def _start_or_resume(layout: RunLayout, key: str | None) -> None:
+    """Keep ``_work/build`` when it holds the same build; else empty it and record ``key``."""
+    record = layout.build_record
+    if key is not None and record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == key:
+        log.info("mixture: resuming the build in %s (fingerprint %s): finished tasks are kept", layout.build_work, key)
+        return
+    layout.remove(layout.build_work)
+    if key is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
 
 
 def _tokenizer(spec: Spec, runner: str | None, extra: list[str] | None, settings: mb.BuildSettings,
@@ -87,10 +121,17 @@ def _tokenizer(spec: Spec, runner: str | None, extra: list[str] | None, settings
     having = {s: p for s, p in parts.items() if p}
     settings = replace(settings, share_chars=mix.tokenizer.sample_chars // max(len(having), 1))
     run_pass(spec, runner, extra, settings, "scan", [p for ps in having.values() for p in ps])
+    trained = settings.work("tokenizer.json")  # kept for a resumed build
+    if trained.is_file():
+        return prepare(Tokenizer.from_file(str(trained)))
     log.info("mixture: training a byte-level BPE (vocab %d) on %d chars of the run's data",
              mix.tokenizer.vocab_size, mix.tokenizer.sample_chars)
-    return prepare(train_bpe(mb.tokenizer_sample(settings, having), mix.tokenizer.vocab_size,
-                             mix.tokenizer.eos_token))
+    tok = prepare(train_bpe(mb.tokenizer_sample(settings, having), mix.tokenizer.vocab_size,
+                            mix.tokenizer.eos_token))
+    tmp = trained.with_name(trained.name + ".tmp")
+    tok.save(str(tmp))
+    os.replace(tmp, trained)
+    return tok
 
 
 def build_mixture(spec: Spec, layout: RunLayout, runner: str | None = None,
@@ -107,7 +148,7 @@ def _build_mixture(spec: Spec, layout: RunLayout, runner: str | None, extra: lis
     settings = mb.settings_for(spec, layout)
     timings: dict[str, float] = {}
     clock = time.monotonic()
-    layout.remove(layout.build_work)
+    _start_or_resume(layout, build_key(spec, layout, settings))
 
     sources = sorted(spec.sources)
     parts = {s: mb.list_parts(layout.docs_of(s), s, "kept") for s in sources}
@@ -147,7 +188,11 @@ def _build_mixture(spec: Spec, layout: RunLayout, runner: str | None, extra: lis
     mb.print_plan(plans, counts, mix)
 
     clock = time.monotonic()
-    mb.clear_outputs(layout)  # every check passed: from here on the run's mixture outputs are replaced
+    cleared = settings.work("outputs_cleared")  # a resumed write pass keeps its finished parts
+    if not cleared.is_file():
+        mb.clear_outputs(layout)  # every check passed: from here on the run's mixture outputs are replaced
+        cleared.parent.mkdir(parents=True, exist_ok=True)
+        cleared.touch()
     save_folder(tok, layout.tokenizer, mix.tokenizer.eos_token)
     per_shard = mb.per_shard_samples(plans, mix.max_seq_len)
     tasks = mb.write_tasks(counts, plans, removed, mix.max_seq_len, per_shard)

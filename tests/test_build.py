@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import pytest
 import yaml
 
 from mixlab import jobs
+from mixtures import build as mb
 from mixtures.build import list_parts
 from mixtures.layout import RunLayout
 from mixtures.spec import load_spec
@@ -226,6 +231,61 @@ def test_merged_index_is_streamings_merge_index(parted: tuple[Path, dict[str, by
     (copy / "index.json").unlink()
     merge_index([str(p / "index.json") for p in sorted(copy.glob("part-*"))], str(copy))
     assert json.loads((copy / "index.json").read_text()) == json.loads((stream / "index.json").read_text())
+
+
+def test_sigkilled_build_resumes_without_redoing_finished_tasks(parted: tuple[Path, dict[str, bytes]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real kill (SIGKILL inside the write pass of a subprocess build): the rerun keeps the scan and count passes
+    and the trained tokenizer, runs only the tasks without a summary and writes the same bytes."""
+    root, single = parted
+    spec_path = root.parent.parent / "parted.yaml"
+    script = f"""
+import os, signal
+from pathlib import Path
+from mixlab import jobs
+from mixtures import build as mb
+from mixtures.layout import RunLayout
+from mixtures.spec import load_spec
+original = mb.Worker._write_train
+def killer(self, task):
+    if task.source == "papers" and task.part.index == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, task)
+mb.Worker._write_train = killer
+jobs.build(load_spec({str(spec_path)!r}), RunLayout(Path({str(root)!r})))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    layout = RunLayout(root)
+    assert layout.build_record.is_file() and not layout.streams.exists()
+    assert (layout.build_work / "tokenizer.json").is_file()
+    settings = mb.settings_for(load_spec(spec_path), layout)
+    parts = [p for s in ("papers", "wiki") for p in list_parts(layout.docs_of(s), s, "kept")]
+    assert len(parts) == 6 and all(mb.summary_path(settings, "count", p).is_file() for p in parts)
+    written = {p.relative_to(layout.build_work) for p in (layout.build_work / "written").rglob("*.json")}
+    assert Path("written/train/papers/00002.json") not in written
+    kept = {p: p.stat().st_mtime_ns for p in (layout.mds / "train").rglob("*") if p.is_file()
+            and Path("written/train", p.relative_to(layout.mds / "train").parts[0],
+                     f"{p.relative_to(layout.mds / 'train').parts[1][5:]}.json") in written}
+
+    ran: list[str] = []
+
+    def spying(run: object) -> object:
+        def spy(self: mb.Worker, task: object) -> str:
+            path = run(self, task)  # type: ignore[operator]
+            ran.append(str(Path(path).relative_to(layout.build_work)))
+            return path
+        return spy
+
+    for step in ("scan", "count", "write"):
+        monkeypatch.setattr(mb.Worker, step, spying(getattr(mb.Worker, step)))
+    monkeypatch.setattr("pipelines.build.train_bpe", lambda *a: pytest.fail("the tokenizer was trained again"))
+    jobs.build(load_spec(spec_path), layout)
+    assert not any(r.startswith(("scan/", "counts/")) for r in ran)  # both passes were finished: none redone
+    assert "written/train/papers/00002.json" in ran and not written & {Path(r) for r in ran}
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished parts' MDS shards were not rewritten
+    assert _outputs(root) == single
 
 
 @pytest.mark.slow
