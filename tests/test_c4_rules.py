@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
+from pathlib import Path
 
 import pytest
 
 from filters import registry
-from filters.badwords import BadWordsFilter, compile_badwords, load_badwords, soft_keep
+from filters.badwords import (
+    TFDS_LIST_NAMES,
+    BadWordsFilter,
+    BadWordsMatcher,
+    compile_badwords,
+    load_badwords,
+    soft_keep,
+)
 from filters.base import Document, run_chain
 from filters.c4 import (
     C4Cleaner,
@@ -141,6 +151,29 @@ def test_badwords_word_boundaries_allowlist_and_missing_language(tmp_path) -> No
         BadWordsFilter(wordlist_dir=str(tmp_path))
 
 
+EDGE_PAGES = ["anal", "the anal exam.", "analysis", "_anal_", "x anal\n", "2 girls 1 cup", "2 girls 1 cups",
+              "two girls 1 cup", "so a$$ hole", "a$$", "ba$$", "blow  job", "blow job", "blow job_", "(blow job)",
+              "", " ", "  ", "é anal é", "anal" * 3, "anal-anal", "\nanal"]
+
+
+def test_badwords_matcher_answers_as_the_tfds_regex(corpora: Path) -> None:
+    """The fast matcher against TFDS's regex, every language's list: real pages of every shared corpus (400+
+    languages) and hand-made boundary cases, the empty entry included."""
+    pages = list(EDGE_PAGES)
+    for name in ("web", "multilingual", "code", "wiki"):
+        with gzip.open(corpora / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+            pages += [json.loads(line)["text"].lower() for _, line in zip(range(80), f, strict=False)]
+    lists = load_badwords(sorted({n.split("-")[0] for n in TFDS_LIST_NAMES}))
+    lists["xx"] = frozenset({"", "a$$", "blow job"})  # the empty entry matches between two non-word characters
+    matched = 0
+    for lang, words in lists.items():
+        regex, matcher = compile_badwords(lang, words), BadWordsMatcher(lang, words)
+        expected = [regex.search(p) is not None for p in pages]
+        assert [matcher.search(p) for p in pages] == expected, lang
+        matched += sum(expected)
+    assert matched > 300  # the pages do hit the lists
+
+
 def test_badwords_filter_uses_the_page_language_and_lowercases() -> None:
     flt = BadWordsFilter(langs="all")
     assert flt(doc("This is an ANAL exam.", lang="en")).reason == "c4.badwords"
@@ -229,6 +262,6 @@ def test_registry_names_and_chains_build() -> None:
                  "mc4_langid"):
         assert registry.build_filter(name).name in (name, "c4_badwords")
     mc4_bad = registry.build_filter("mc4_badwords")
-    assert mc4_bad.fraction == 0.999 and "zh" in mc4_bad._regex
+    assert mc4_bad.fraction == 0.999 and "zh" in mc4_bad._matchers
     chain = [registry.build_filter(n) for n in ("c4_length", "c4_clean")]
     assert run_chain(doc(page(GOOD, GOOD2, GOOD3)), chain).doc is not None
