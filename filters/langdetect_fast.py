@@ -7,7 +7,8 @@ once, by langdetect's own ``NGram.normalize``) and the n-grams of a word are col
 word always starts from the same window state, so its n-grams depend on the word alone. The random trials are
 langdetect's own loop, with the same generator, the same draws and the same floating-point operations in the same
 order (products element by element, sums left to right), so probabilities are bit-for-bit langdetect's
-(tests/test_langdetect_fast.py).
+(tests/test_langdetect_fast.py). Only the bookkeeping is batched: the profile is one matrix, the draws between two
+convergence checks are taken together and multiplied into the probabilities row after row in one ufunc call.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 _SPACES = re.compile(" {2,}")
-_LATIN = re.compile("[A-z]")  # langdetect's own test: 'A' <= ch <= 'z' (the six characters between Z and a too)
-_NON_LATIN = re.compile("[\u0300-\U0010ffff]")  # langdetect compares a block number with a name: always unequal
+# langdetect's own test: 'A' <= ch <= 'z' (the six characters between Z and a too); from U+0300 on a character is
+# "non-Latin" (langdetect compares a block number with a name: always unequal)
+_LATIN = re.compile("[A-z]")
 
 
 class _Normalised(dict[int, str]):
@@ -54,12 +56,14 @@ def _detector_class() -> type:
             self.text += _SPACES.sub(" ", NGram.normalize_vi(text)[:self.max_text_length])
 
         def cleaning_text(self) -> None:
-            latin = len(_LATIN.findall(self.text))
-            non_latin = len(_NON_LATIN.findall(self.text))
+            codes = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            latin = int(np.count_nonzero((codes >= ord("A")) & (codes <= ord("z"))))
+            non_latin = int(np.count_nonzero(codes >= 0x300))
             if latin * 2 < non_latin:
                 self.text = _LATIN.sub("", self.text)
 
-        def _extract_ngrams(self) -> list[str]:
+        def _extract_ngrams(self) -> list[int]:
+            """The n-grams langdetect collects, in its order, as rows of the profile matrix."""
             words = self.text.translate(_TABLE).split(" ")
             followed, last = _emitters(self.word_lang_prob_map)
             result = list(chain.from_iterable(map(followed, words[:-1])))
@@ -73,22 +77,27 @@ def _detector_class() -> type:
                 from langdetect.lang_detect_exception import ErrorCode, LangDetectException
 
                 raise LangDetectException(ErrorCode.CantDetectError, "No features in text.")
-            arrays = _arrays(self.word_lang_prob_map)
+            matrix = _matrix(self.word_lang_prob_map)[1]
+            draw, n = self.random._randbelow, len(ngrams)  # random.choice(seq) is seq[_randbelow(len(seq))]
             langprob = np.zeros(len(self.langlist))
             self.random.seed(self.seed)
             for _ in range(self.n_trial):
                 prob = np.array(self._init_probability(), dtype=np.float64)
                 alpha = self.alpha + self.random.gauss(0.0, 1.0) * self.ALPHA_WIDTH
                 weight = alpha / self.BASE_FREQ
-                i = 0
+                # langdetect updates once per draw and normalises after draw 0, 5, 10, ...: the draws between
+                # two checks are applied as one block, multiplied row after row into prob (the same products)
+                i, take = 0, 1
                 while True:
-                    prob *= weight + arrays[self.random.choice(ngrams)]
-                    if i % 5 == 0:
-                        total = np.cumsum(prob)[-1]  # sequential, as Python's sum()
-                        prob /= total
-                        if prob.max() > self.CONV_THRESHOLD or i >= self.ITERATION_LIMIT:
-                            break
-                    i += 1
+                    block = np.empty((take + 1, len(prob)))
+                    block[0] = prob
+                    np.add(matrix[[ngrams[draw(n)] for _ in range(take)]], weight, out=block[1:])
+                    prob = np.multiply.reduce(block, axis=0)
+                    total = np.cumsum(prob)[-1]  # sequential, as Python's sum()
+                    prob /= total
+                    if prob.max() > self.CONV_THRESHOLD or i >= self.ITERATION_LIMIT:
+                        break
+                    i, take = i + 5, 5
                 langprob += prob / self.n_trial
             self.langprob = langprob.tolist()
 
@@ -96,11 +105,12 @@ def _detector_class() -> type:
 
 
 _EMITTERS: dict[int, tuple[Any, Any]] = {}
-_ARRAYS: dict[int, dict[str, np.ndarray]] = {}
+_MATRICES: dict[int, tuple[dict[str, int], np.ndarray]] = {}
 
 
-def _ngrams_of(word: str, followed_by_space: bool, probs: dict[str, Any]) -> tuple[str, ...]:
-    """The n-grams langdetect collects while it reads ``word`` (normalised, no spaces) and the space after it.
+def _ngrams_of(word: str, followed_by_space: bool, probs: dict[str, int]) -> tuple[int, ...]:
+    """The n-grams langdetect collects while it reads ``word`` (normalised, no spaces) and the space after it, as
+    their rows in the profile matrix (``probs``: n-gram -> row).
 
     Its window after the character at ``k`` of ``" " + word (+ " ")`` is the last three characters up to ``k``;
     it collects nothing where that character and the one before are both upper case ("capital word").
@@ -109,35 +119,38 @@ def _ngrams_of(word: str, followed_by_space: bool, probs: dict[str, Any]) -> tup
         return ()
     s = f" {word} " if followed_by_space else f" {word}"
     upper = [c.isupper() for c in s]
-    out: list[str] = []
+    out: list[int] = []
     for k in range(1, len(s)):
         if k >= 2 and upper[k] and upper[k - 1]:
             continue
         one = s[k]
         if one != " " and one in probs:
-            out.append(one)
+            out.append(probs[one])
         two = s[k - 1:k + 1]
         if two in probs:
-            out.append(two)
+            out.append(probs[two])
         if k >= 2:
             three = s[k - 2:k + 1]
             if three in probs:
-                out.append(three)
+                out.append(probs[three])
     return tuple(out)
 
 
 def _emitters(probs: dict[str, Any]) -> tuple[Any, Any]:
-    """Per profile map, memoised: word -> its n-grams when a space follows it, and when it ends the text."""
+    """Per profile map, memoised: word -> its n-gram rows when a space follows it, and when it ends the text."""
     if id(probs) not in _EMITTERS:
-        _EMITTERS[id(probs)] = (lru_cache(maxsize=1 << 18)(lambda w: _ngrams_of(w, True, probs)),
-                                lru_cache(maxsize=1 << 10)(lambda w: _ngrams_of(w, False, probs)))
+        index = _matrix(probs)[0]
+        _EMITTERS[id(probs)] = (lru_cache(maxsize=1 << 18)(lambda w: _ngrams_of(w, True, index)),
+                                lru_cache(maxsize=1 << 10)(lambda w: _ngrams_of(w, False, index)))
     return _EMITTERS[id(probs)]
 
 
-def _arrays(probs: dict[str, list[float]]) -> dict[str, np.ndarray]:
-    if id(probs) not in _ARRAYS:
-        _ARRAYS[id(probs)] = {w: np.asarray(p, dtype=np.float64) for w, p in probs.items()}
-    return _ARRAYS[id(probs)]
+def _matrix(probs: dict[str, list[float]]) -> tuple[dict[str, int], np.ndarray]:
+    """The profile map as one matrix (a row per n-gram, a column per language) and each n-gram's row."""
+    if id(probs) not in _MATRICES:
+        index = {w: i for i, w in enumerate(probs)}
+        _MATRICES[id(probs)] = (index, np.asarray(list(probs.values()), dtype=np.float64))
+    return _MATRICES[id(probs)]
 
 
 @lru_cache(maxsize=1)
