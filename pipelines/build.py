@@ -40,7 +40,7 @@ from mixtures.layout import RunLayout
 from mixtures.plan import PlanError, make_plan
 from mixtures.spec import Spec
 from mixtures.tokenizer import TokenizerError, eos_id, load_tokenizer, prepare, save_folder, train_bpe
-from pipelines.clean import pipeline_options, run_graph, shared_cluster
+from pipelines.clean import pipeline_options, run_graph, shared_cluster, write_record
 from pipelines.stages import write_sorted_lines
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,8 @@ class _Run(beam.DoFn):
 
 
 def run_pass(spec: Spec, runner: str | None, extra: list[str] | None, settings: mb.BuildSettings, step: str,
-             tasks: Sequence[Any]) -> list[str]:
-    """Run ``Worker.<step>`` over every task without a summary on the spec's runner; returns every task's
-    summary path (sorted)."""
+             tasks: Sequence[Any]) -> None:
+    """Run ``Worker.<step>`` over every task without a summary on the spec's runner; then every task has one."""
     pending = [t for t in tasks if not mb.summary_path(settings, step, t).is_file()]
     if len(pending) < len(tasks):
         log.info("mixture: %s: %d of %d tasks already done, resuming", step, len(tasks) - len(pending), len(tasks))
@@ -80,11 +79,9 @@ def run_pass(spec: Spec, runner: str | None, extra: list[str] | None, settings: 
              | f"{step}/Run" >> beam.ParDo(_Run(settings, step))
              | f"{step}/Collect" >> beam.combiners.ToList()
              | f"{step}/Done" >> beam.Map(lambda paths: write_sorted_lines(str(done), paths)))
-    paths = [mb.summary_path(settings, step, t) for t in tasks]
-    missing = [p for p in paths if not p.is_file()]
+    missing = sum(not mb.summary_path(settings, step, t).is_file() for t in tasks)
     if missing:
-        raise RuntimeError(f"mixture build: pass {step} finished {len(paths) - len(missing)} of {len(tasks)} tasks")
-    return sorted(map(str, paths))
+        raise RuntimeError(f"mixture build: pass {step} finished {len(tasks) - missing} of {len(tasks)} tasks")
 
 
 def build_key(spec: Spec, layout: RunLayout, settings: mb.BuildSettings) -> str | None:
@@ -98,15 +95,15 @@ def build_key(spec: Spec, layout: RunLayout, settings: mb.BuildSettings) -> str 
 
 
 def _start_or_resume(layout: RunLayout, key: str | None) -> None:
-    """Keep ``_work/build`` when it holds the same build; else empty it and record ``key``."""
+    """Keep ``_work/build`` when it holds the same build; else empty it and record ``key`` (written atomically)."""
     record = layout.build_record
-    if key is not None and record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == key:
+    kept = json.loads(record.read_text(encoding="utf-8")).get("fingerprint") if record.is_file() else None
+    if key is not None and kept == key:
         log.info("mixture: resuming the build in %s (fingerprint %s): finished tasks are kept", layout.build_work, key)
         return
     layout.remove(layout.build_work)
     if key is not None:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
+        write_record(record, key, [], {})
 
 
 def _tokenizer(spec: Spec, runner: str | None, extra: list[str] | None, settings: mb.BuildSettings,

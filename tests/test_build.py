@@ -265,9 +265,9 @@ jobs.build(load_spec({str(spec_path)!r}), RunLayout(Path({str(root)!r})))
     assert len(parts) == 6 and all(mb.summary_path(settings, "count", p).is_file() for p in parts)
     written = {p.relative_to(layout.build_work) for p in (layout.build_work / "written").rglob("*.json")}
     assert Path("written/train/papers/00002.json") not in written
-    kept = {p: p.stat().st_mtime_ns for p in (layout.mds / "train").rglob("*") if p.is_file()
-            and Path("written/train", p.relative_to(layout.mds / "train").parts[0],
-                     f"{p.relative_to(layout.mds / 'train').parts[1][5:]}.json") in written}
+    # the MDS files of finished train tasks: mds/train/<source>/part-NNNNN/* with written/train/<source>/NNNNN.json
+    kept = {p: p.stat().st_mtime_ns for p in (layout.mds / "train").glob("*/part-*/*")
+            if Path("written/train", p.parent.parent.name, f"{p.parent.name.removeprefix('part-')}.json") in written}
 
     ran: list[str] = []
 
